@@ -1,0 +1,152 @@
+"""Reverse-mode differentiation over the recorded tape.
+
+Every recorded Function carries its recording number ``seq``; an input is always recorded
+before the Functions that consume it. So processing the Functions that reach the outputs
+in decreasing ``seq`` guarantees that each output gradient is complete (summed over all
+its consumers) before it is propagated further. Finding those Functions is an iterative
+walk (no recursion limit) and ordering them is one sort: O(N log N) for N nodes.
+"""
+
+import numpy as np
+
+from tensorgrad.function import check_finite
+from tensorgrad.modes import set_grad_enabled, state
+from tensorgrad.variable import Variable, as_variable
+
+
+def reachable_functions(outputs):
+    """Every recorded Function that some of ``outputs`` depends on, in any order."""
+    seen = set()
+    stack = [y.creator for y in outputs if y.creator is not None]
+    seen.update(stack)
+    while stack:
+        function = stack.pop()
+        for x in function.inputs:
+            creator = x.creator
+            if creator is not None and creator not in seen:
+                seen.add(creator)
+                stack.append(creator)
+    return seen
+
+
+def backward(outputs, grad_outputs, *, retain_grad=False, create_graph=False):
+    """Accumulate the gradients into ``.grad`` of every leaf that requires one."""
+    leaves = _propagate(outputs, grad_outputs, retain_grad, create_graph, None)
+    with set_grad_enabled(create_graph):
+        for leaf, grad in leaves:
+            grad = _run_hooks(leaf, grad)
+            leaf.grad = grad if leaf.grad is None else _accumulate(leaf.grad, grad, create_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, *, create_graph=False):
+    """The gradients of ``outputs`` with respect to ``inputs``, leaving every ``.grad`` alone.
+
+    ``outputs`` and ``inputs`` are Variables or sequences of them; ``grad_outputs`` defaults
+    to ones for one-element outputs. Returns a tuple with one gradient (or None, where an
+    input does not influence the outputs) per input. Hooks on intermediate Variables run.
+    """
+    outputs = [outputs] if isinstance(outputs, Variable) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Variable) else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Variable):
+        grad_outputs = [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"grad: {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
+    seeds = []
+    for y, g in zip(outputs, grad_outputs):
+        if not y.requires_grad:
+            raise RuntimeError(f"grad: an output of shape {y.shape} does not require a gradient")
+        if g is None:
+            if y.size != 1:
+                raise RuntimeError(f"grad: output of shape {y.shape} is not a scalar; pass "
+                                   "grad_outputs")
+            g = np.ones_like(y.data)
+        g = as_variable(g, y)
+        if g.shape != y.shape:
+            raise ValueError(f"grad: grad_output of shape {g.shape} for an output of shape {y.shape}")
+        seeds.append(g)
+    wanted = {id(x): None for x in inputs}
+    leaves = _propagate(outputs, seeds, False, create_graph, wanted)
+    with set_grad_enabled(create_graph):
+        for leaf, g in leaves:
+            wanted[id(leaf)] = _run_hooks(leaf, g)
+    return tuple(wanted[id(x)] for x in inputs)
+
+
+def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
+    """Run every reached Function's backward; return [(leaf, gradient)] for the leaves.
+
+    With ``wanted`` (a dict keyed by ``id`` of Variables) the complete gradients of those
+    Variables are stored there instead of any ``.grad`` being touched.
+    """
+    grads = {}  # id(Variable) -> gradient so far; every key's Variable is alive meanwhile
+    leaves = {}
+    for y, g in zip(outputs, grad_outputs):
+        _add_grad(grads, leaves, y, g, create_graph)
+    functions = sorted(reachable_functions(outputs), key=_by_seq, reverse=True)
+    keep_all = retain_grad and wanted is None
+    with set_grad_enabled(create_graph):
+        for function in functions:
+            gys = []
+            for ref in function.outputs:
+                y = ref()
+                gy = None if y is None else grads.pop(id(y), None)
+                if gy is not None:
+                    if y._hooks:
+                        gy = _run_hooks(y, gy)
+                    if wanted is not None:
+                        if id(y) in wanted:
+                            wanted[id(y)] = gy
+                    elif keep_all or y._retains_grad:
+                        y.grad = gy if y.grad is None else _accumulate(y.grad, gy, create_graph)
+                gys.append(gy)
+            if all(gy is None for gy in gys):
+                continue
+            if len(gys) > 1:
+                gys = [Variable._result(np.zeros(shape, dtype), False) if gy is None else gy
+                       for gy, (shape, dtype) in zip(gys, function.output_specs)]
+            gxs = function.backward(*gys)
+            if not isinstance(gxs, tuple):
+                gxs = (gxs,)
+            if len(gxs) != len(function.inputs):
+                raise RuntimeError(f"{function.name}.backward returned {len(gxs)} gradients for "
+                                   f"{len(function.inputs)} inputs")
+            if state.anomaly:
+                check_finite(function, "input gradient", [None if g is None else g.data for g in gxs])
+            for x, gx in zip(function.inputs, gxs):
+                if gx is not None and x.requires_grad:
+                    if gx.shape != x.shape:
+                        raise RuntimeError(f"{function.name}.backward returned a gradient of shape "
+                                           f"{gx.shape} for an input of shape {x.shape}")
+                    if gx.dtype != x.dtype:
+                        gx = gx.astype(x.dtype)
+                    _add_grad(grads, leaves, x, gx, create_graph)
+    return [(leaf, grads[key]) for key, leaf in leaves.items()]
+
+
+def _by_seq(function):
+    return function.seq
+
+
+def _add_grad(grads, leaves, x, gx, create_graph):
+    key = id(x)
+    previous = grads.get(key)
+    grads[key] = gx if previous is None else _accumulate(previous, gx, create_graph)
+    if x.creator is None:
+        leaves[key] = x
+
+
+def _accumulate(a, b, create_graph):
+    if create_graph:
+        return a + b
+    return Variable._result(a.data + b.data, False)
+
+
+def _run_hooks(x, g):
+    if x._hooks:
+        for hook in list(x._hooks.values()):
+            result = hook(g)
+            if result is not None:
+                g = result
+    return g

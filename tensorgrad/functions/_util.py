@@ -1,0 +1,44 @@
+"""Small helpers shared by the primitive Functions."""
+
+import numpy as np
+
+from tensorgrad.variable import Variable, as_variable
+
+
+def sum_to_shape(array, shape):
+    """Sum ``array`` over the axes that broadcasting added or stretched to reach ``shape``."""
+    if array.shape == shape:
+        return array
+    lead = array.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape)
+                                      if n == 1 and array.shape[lead + i] != 1)
+    summed = array.sum(axis=axes, keepdims=True)
+    return summed.reshape(shape) if lead else summed
+
+
+def normalize_axis(axis, ndim, op):
+    """``axis`` (None, int or tuple) as a sorted tuple of non-negative axes, checked."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if np.isscalar(axis) else tuple(axis)
+    result = []
+    for a in axes:
+        if not -ndim <= a < ndim:
+            raise np.exceptions.AxisError(f"{op}: axis {a} is out of range for an array of "
+                                          f"{ndim} dimensions")
+        result.append(a % ndim)
+    return tuple(sorted(set(result)))
+
+
+def keepdims_shape(shape, axes):
+    """``shape`` with the reduced ``axes`` kept as length 1."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def operands(x0, x1):
+    """Both operands of a binary op as Variables; a scalar takes the other one's dtype."""
+    if not isinstance(x0, Variable):
+        x0 = as_variable(x0, like=x1 if isinstance(x1, Variable) else None)
+    if not isinstance(x1, Variable):
+        x1 = as_variable(x1, like=x0)
+    return x0, x1

@@ -1,0 +1,216 @@
+"""Elementwise functions: exp, log, sqrt, tanh, sigmoid, relu, clip, maximum, where.
+
+Each backward multiplies the incoming gradient by the derivative, written with the
+function's output where that is cheaper (exp, sqrt, tanh, sigmoid).
+"""
+
+import numpy as np
+
+from tensorgrad.function import Function, ShapeError
+from tensorgrad.functions._util import operands
+from tensorgrad.functions.shape import sum_to
+
+
+class Exp(Function):
+    """y = eˣ;  dy/dx = y."""
+
+    op = "exp"
+
+    def forward(self, x):
+        return np.exp(x)
+
+    def backward(self, gy):
+        return gy * self.outputs[0]()
+
+
+class Log(Function):
+    """y = ln x;  dy/dx = 1/x."""
+
+    op = "log"
+
+    def forward(self, x):
+        return np.log(x)
+
+    def backward(self, gy):
+        return gy / self.inputs[0]
+
+
+class Sqrt(Function):
+    """y = √x;  dy/dx = 1/(2y)."""
+
+    op = "sqrt"
+
+    def forward(self, x):
+        return np.sqrt(x)
+
+    def backward(self, gy):
+        return gy / (2 * self.outputs[0]())
+
+
+class Tanh(Function):
+    """y = tanh x;  dy/dx = 1 - y²."""
+
+    op = "tanh"
+
+    def forward(self, x):
+        return np.tanh(x)
+
+    def backward(self, gy):
+        y = self.outputs[0]()
+        return gy * (1 - y * y)
+
+
+class Sigmoid(Function):
+    """y = σ(x) = 1/(1 + e⁻ˣ);  dy/dx = y(1 - y).
+
+    Computed as ½ tanh(x/2) + ½, which never overflows.
+    """
+
+    op = "sigmoid"
+
+    def forward(self, x):
+        y = np.tanh(0.5 * x)
+        y *= 0.5
+        y += 0.5
+        return y
+
+    def backward(self, gy):
+        y = self.outputs[0]()
+        return gy * y * (1 - y)
+
+
+class Mask(Function):
+    """y = x ⊙ m for a constant mask m: relu, clip and dropout differentiate to this."""
+
+    op = "mask"
+
+    def __init__(self, mask, op=None):
+        self.mask = mask
+        if op:
+            self.op = op
+
+    def forward(self, x):
+        return x * self.mask
+
+    def backward(self, gy):
+        return Mask(self.mask, self.op)(gy)
+
+
+class ReLU(Function):
+    """y = max(x, 0);  dy/dx = 1 where x > 0, else 0."""
+
+    op = "relu"
+
+    def forward(self, x):
+        return np.maximum(x, 0)
+
+    def backward(self, gy):
+        return Mask(self.inputs[0].data > 0, "relu_grad")(gy)
+
+
+class Clip(Function):
+    """y = min(max(x, lo), hi);  dy/dx = 1 where lo ≤ x ≤ hi, else 0."""
+
+    op = "clip"
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x):
+        return np.clip(x, self.lo, self.hi)
+
+    def backward(self, gy):
+        x = self.inputs[0].data
+        inside = np.ones(x.shape, dtype=bool)
+        if self.lo is not None:
+            inside &= x >= self.lo
+        if self.hi is not None:
+            inside &= x <= self.hi
+        return Mask(inside, "clip_grad")(gy)
+
+
+class Maximum(Function):
+    """y = max(a, b) elementwise; the gradient goes to the larger, split evenly at ties."""
+
+    op = "maximum"
+
+    def forward(self, a, b):
+        return np.maximum(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        share_a = (a.data > b.data) + 0.5 * (a.data == b.data)
+        dtype = gy.dtype
+        ga = sum_to(Mask(share_a.astype(dtype), "maximum_grad")(gy), a.shape)
+        gb = sum_to(Mask((1 - share_a).astype(dtype), "maximum_grad")(gy), b.shape)
+        return ga, gb
+
+
+class Where(Function):
+    """y = a where cond else b (cond a constant boolean array)."""
+
+    op = "where"
+
+    def __init__(self, condition):
+        self.condition = condition
+
+    def forward(self, a, b):
+        return np.where(self.condition, a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        zero = np.zeros((), dtype=gy.dtype)
+        ga = sum_to(Where(self.condition)(gy, zero), a.shape) if a.requires_grad else None
+        gb = sum_to(Where(self.condition)(zero, gy), b.shape) if b.requires_grad else None
+        return ga, gb
+
+
+def exp(x):
+    return Exp()(x)
+
+
+def log(x):
+    return Log()(x)
+
+
+def sqrt(x):
+    return Sqrt()(x)
+
+
+def tanh(x):
+    return Tanh()(x)
+
+
+def sigmoid(x):
+    return Sigmoid()(x)
+
+
+def relu(x):
+    return ReLU()(x)
+
+
+def clip(x, lo=None, hi=None):
+    """``x`` limited to [lo, hi] (either bound may be None)."""
+    if lo is None and hi is None:
+        raise ValueError("clip: give at least one of lo and hi")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"clip: lo={lo} is greater than hi={hi}")
+    return Clip(lo, hi)(x)
+
+
+def maximum(a, b):
+    return Maximum()(*operands(a, b))
+
+
+def where(condition, a, b):
+    """Elementwise ``a`` where ``condition`` holds, else ``b`` (broadcasting)."""
+    condition = np.asarray(getattr(condition, "data", condition))
+    if condition.dtype != bool:
+        raise TypeError(f"where: condition must be boolean, got dtype {condition.dtype}")
+    a, b = operands(a, b)
+    try:
+        np.broadcast_shapes(condition.shape, a.shape, b.shape)
+    except ValueError:
+        raise ShapeError(f"where: shapes {condition.shape}, {a.shape} and {b.shape} do not "
+                         "broadcast together") from None
+    return Where(condition)(a, b)

@@ -1,0 +1,78 @@
+"""Functions specific to neural networks: embedding lookup and dropout."""
+
+import numpy as np
+
+from tensorgrad import random
+from tensorgrad.function import Function, ShapeError
+from tensorgrad.functions.elementwise import Mask, where
+
+
+class Embedding(Function):
+    """y = W[ids]: one row of the table W per index;  ∂L/∂W scatters ∂L/∂y back to the rows.
+
+    The row ``padding_idx`` (if any) gets no gradient.
+    """
+
+    op = "embedding"
+
+    def __init__(self, ids, padding_idx=None):
+        self.ids = ids
+        self.padding_idx = padding_idx
+
+    def forward(self, W):
+        return np.take(W, self.ids, axis=0)
+
+    def backward(self, gy):
+        return EmbeddingGrad(self.ids, self.inputs[0].shape, self.padding_idx)(gy)
+
+
+class EmbeddingGrad(Function):
+    """The scatter-add of rows that is Embedding's backward; its backward is the lookup."""
+
+    op = "embedding_grad"
+
+    def __init__(self, ids, shape, padding_idx):
+        self.ids = ids
+        self.shape = shape
+        self.padding_idx = padding_idx
+
+    def forward(self, gy):
+        gW = np.zeros(self.shape, dtype=gy.dtype)
+        np.add.at(gW, self.ids.reshape(-1), gy.reshape(-1, self.shape[1]))
+        if self.padding_idx is not None:
+            gW[self.padding_idx] = 0
+        return gW
+
+    def backward(self, ggW):
+        if self.padding_idx is not None:
+            keep = np.ones((self.shape[0], 1), dtype=bool)
+            keep[self.padding_idx] = False
+            ggW = where(keep, ggW, 0.0)
+        return Embedding(self.ids)(ggW)
+
+
+def embedding(weight, ids, padding_idx=None):
+    """The rows of ``weight`` (num_embeddings, dim) picked by integer ``ids`` of any shape."""
+    ids = np.asarray(getattr(ids, "data", ids))
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {ids.dtype}")
+    if weight.ndim != 2:
+        raise ShapeError(f"embedding: weight must be 2-d (num_embeddings, dim), got {weight.shape}")
+    n = weight.shape[0]
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        bad = ids[(ids < 0) | (ids >= n)].flat[0]
+        raise IndexError(f"embedding: index {bad} is out of range for {n} embeddings")
+    if padding_idx is not None and not -n <= padding_idx < n:
+        raise IndexError(f"embedding: padding_idx {padding_idx} is out of range for {n} embeddings")
+    return Embedding(ids, None if padding_idx is None else padding_idx % n)(weight)
+
+
+def dropout(x, p=0.5, training=True):
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if not training or p == 0.0:
+        return x
+    keep = random.generator().random(x.shape) >= p
+    scale = np.zeros((), x.dtype) if p == 1.0 else np.asarray(1.0 / (1.0 - p), x.dtype)
+    return Mask(keep * scale, "dropout")(x)

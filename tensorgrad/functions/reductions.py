@@ -1,0 +1,159 @@
+"""Reductions and normalisations along axes: sum, mean, max, logsumexp, softmax, log_softmax."""
+
+import numpy as np
+
+from tensorgrad.function import Function
+from tensorgrad.functions._util import keepdims_shape, normalize_axis
+from tensorgrad.functions.elementwise import Mask, exp
+from tensorgrad.functions.shape import broadcast_to, reshape
+
+
+def _spread(gy, x, axes):
+    """∂L/∂y of a reduction over ``axes`` broadcast back to the shape of its input ``x``."""
+    return broadcast_to(reshape(gy, keepdims_shape(x.shape, axes)), x.shape)
+
+
+class Sum(Function):
+    """y = Σ x over ``axes``;  ∂L/∂x = ∂L/∂y broadcast back."""
+
+    op = "sum"
+
+    def __init__(self, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, x):
+        return x.sum(axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        return _spread(gy, self.inputs[0], self.axes)
+
+
+class Mean(Function):
+    """y = (1/n) Σ x over ``axes``;  ∂L/∂x = ∂L/∂y / n broadcast back."""
+
+    op = "mean"
+
+    def __init__(self, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, x):
+        return x.mean(axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        n = int(np.prod([x.shape[a] for a in self.axes]))
+        return _spread(gy, x, self.axes) / n
+
+
+class Max(Function):
+    """y = max x over ``axes``; the gradient goes to the maxima, split evenly at ties."""
+
+    op = "max"
+
+    def __init__(self, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, x):
+        if x.size == 0:
+            raise ValueError("max: the array is empty")
+        return x.max(axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        y = self.outputs[0]().data.reshape(keepdims_shape(x.shape, self.axes))
+        hits = x.data == y
+        share = hits / hits.sum(axis=self.axes, keepdims=True)
+        return Mask(share.astype(x.dtype), "max_grad")(_spread(gy, x, self.axes))
+
+
+class LogSumExp(Function):
+    """y = log Σ exp x over ``axes``, shifted by the maximum for stability.
+
+    ∂L/∂x = ∂L/∂y · softmax(x) = ∂L/∂y · exp(x - y).
+    """
+
+    op = "logsumexp"
+
+    def __init__(self, axes, keepdims):
+        self.axes, self.keepdims = axes, keepdims
+
+    def forward(self, x):
+        m = x.max(axis=self.axes, keepdims=True)
+        m[~np.isfinite(m)] = 0
+        y = np.log(np.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
+        return y if self.keepdims else y.reshape([n for i, n in enumerate(y.shape)
+                                                  if i not in self.axes])
+
+    def backward(self, gy):
+        x = self.inputs[0]
+        y = reshape(self.outputs[0](), keepdims_shape(x.shape, self.axes))
+        return _spread(gy, x, self.axes) * exp(x - y)
+
+
+class Softmax(Function):
+    """yᵢ = exp(xᵢ) / Σⱼ exp(xⱼ) along ``axis``;  ∂L/∂x = y ⊙ (∂L/∂y - Σ ∂L/∂y ⊙ y)."""
+
+    op = "softmax"
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        z = x - x.max(axis=self.axis, keepdims=True)
+        y = np.exp(z)
+        y /= y.sum(axis=self.axis, keepdims=True)
+        return y
+
+    def backward(self, gy):
+        y = self.outputs[0]()
+        gx = y * gy
+        return gx - y * sum(gx, self.axis, keepdims=True)
+
+
+class LogSoftmax(Function):
+    """yᵢ = xᵢ - log Σⱼ exp(xⱼ) along ``axis``;  ∂L/∂x = ∂L/∂y - exp(y) Σ ∂L/∂y."""
+
+    op = "log_softmax"
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        z = x - x.max(axis=self.axis, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=self.axis, keepdims=True))
+
+    def backward(self, gy):
+        y = self.outputs[0]()
+        return gy - exp(y) * sum(gy, self.axis, keepdims=True)
+
+
+def sum(x, axis=None, keepdims=False):  # noqa: A001 - the name users expect, as np.sum
+    """Σ x over ``axis`` (None: all axes)."""
+    return Sum(normalize_axis(axis, x.ndim, "sum"), keepdims)(x)
+
+
+def mean(x, axis=None, keepdims=False):
+    """The average of ``x`` over ``axis`` (None: all axes)."""
+    return Mean(normalize_axis(axis, x.ndim, "mean"), keepdims)(x)
+
+
+def max(x, axis=None, keepdims=False):  # noqa: A001 - the name users expect, as np.max
+    """The maximum of ``x`` over ``axis`` (None: all axes)."""
+    return Max(normalize_axis(axis, x.ndim, "max"), keepdims)(x)
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log Σ exp x over ``axis``, computed without overflow."""
+    return LogSumExp(normalize_axis(axis, x.ndim, "logsumexp"), keepdims)(x)
+
+
+def softmax(x, axis=-1):
+    """The softmax of ``x`` along one ``axis``."""
+    (axis,) = normalize_axis(axis, x.ndim, "softmax")
+    return Softmax(axis)(x)
+
+
+def log_softmax(x, axis=-1):
+    """The logarithm of the softmax of ``x`` along one ``axis``, computed stably."""
+    (axis,) = normalize_axis(axis, x.ndim, "log_softmax")
+    return LogSoftmax(axis)(x)

@@ -1,0 +1,103 @@
+"""Recording modes: gradient mode, recording scopes and anomaly detection.
+
+All three are process-wide switches read by :class:`tensorgrad.Function` each time it is
+called. They are context managers; ``no_grad`` and ``enable_grad`` are also decorators.
+"""
+
+import contextlib
+
+
+class _State:
+    """The switches every Function call reads (one object, so lookups stay cheap)."""
+
+    __slots__ = ("grad_enabled", "scope", "anomaly")
+
+    def __init__(self):
+        self.grad_enabled = True
+        self.scope = None  # "outer/inner" path of the open scopes, or None
+        self.anomaly = False
+
+
+state = _State()
+
+
+def is_grad_enabled():
+    """Whether Functions called now are recorded on the tape."""
+    return state.grad_enabled
+
+
+class set_grad_enabled(contextlib.ContextDecorator):
+    """Turn recording on or off inside (context manager or decorator)."""
+
+    def __init__(self, enabled):
+        self._enabled = bool(enabled)
+        self._saved = []
+
+    def __enter__(self):
+        self._saved.append(state.grad_enabled)
+        state.grad_enabled = self._enabled
+        return self
+
+    def __exit__(self, *exc):
+        state.grad_enabled = self._saved.pop()
+        return False
+
+
+def no_grad():
+    """Record nothing inside: outputs need no gradient and keep no input alive.
+
+    Use as ``with tg.no_grad():`` or as the decorator ``@tg.no_grad()``.
+    """
+    return set_grad_enabled(False)
+
+
+def enable_grad():
+    """Record again inside a ``no_grad`` block (context manager or decorator)."""
+    return set_grad_enabled(True)
+
+
+class scope(contextlib.ContextDecorator):
+    """Tag every Function recorded inside with a name, e.g. a time step.
+
+    Scopes nest into a path: ``with scope("lstm.l0"): with scope("t=3"): ...`` tags the
+    Functions with ``"lstm.l0/t=3"``. :func:`tensorgrad.viz.make_dot` draws each scope as
+    a cluster.
+    """
+
+    def __init__(self, name):
+        name = str(name)
+        if not name or "/" in name:
+            raise ValueError(f"scope: name must be non-empty and contain no '/', got {name!r}")
+        self.name = name
+        self._saved = []
+
+    def __enter__(self):
+        outer = state.scope
+        self._saved.append(outer)
+        state.scope = self.name if outer is None else f"{outer}/{self.name}"
+        return self
+
+    def __exit__(self, *exc):
+        state.scope = self._saved.pop()
+        return False
+
+
+class detect_anomaly(contextlib.ContextDecorator):
+    """Fail at the first Function whose output or input gradient holds NaN or Inf.
+
+    The error names the Function and the source line where it was recorded. Checking costs
+    a pass over every array, so it is off unless asked for.
+    """
+
+    def __init__(self, enabled=True):
+        self._enabled = bool(enabled)
+        self._saved = []
+
+    def __enter__(self):
+        self._saved.append(state.anomaly)
+        state.anomaly = self._enabled
+        return self
+
+    def __exit__(self, *exc):
+        state.anomaly = self._saved.pop()
+        return False
