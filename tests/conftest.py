@@ -1,0 +1,17 @@
+"""Shared test helpers: PyTorch as the oracle where it is installed."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def torch():
+    """The torch module, or skip the test where PyTorch is not installed."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    return torch
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
