@@ -1,5 +1,16 @@
 """nn: networks built from tensorgrad Functions, with PyTorch's names, shapes and semantics."""
 
+from nn import data, generate, optim
+from nn.checkpoint import load, save
+from nn.clip import clip_grad_norm, clip_grad_value
+from nn.layers import Dropout, Embedding, LayerNorm, Linear, Sequential
+from nn.losses import MSELoss, SoftmaxCrossEntropy, mse_loss, softmax_cross_entropy
 from nn.module import Module, Parameter
+from nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
-__all__ = ["Module", "Parameter"]
+__all__ = [
+    "Module", "Parameter", "Linear", "Embedding", "Dropout", "LayerNorm", "Sequential",
+    "softmax_cross_entropy", "mse_loss", "SoftmaxCrossEntropy", "MSELoss", "clip_grad_norm",
+    "clip_grad_value", "save", "load", "optim", "data", "generate",
+    "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU",
+]

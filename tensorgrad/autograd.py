@@ -7,10 +7,12 @@ its consumers) before it is propagated further. Finding those Functions is an it
 walk (no recursion limit) and ordering them is one sort: O(N log N) for N nodes.
 """
 
+import operator
+
 import numpy as np
 
 from tensorgrad.function import check_finite
-from tensorgrad.modes import set_grad_enabled, state
+from tensorgrad.modes import detect_anomaly, set_grad_enabled, state
 from tensorgrad.variable import Variable, as_variable
 
 
@@ -34,8 +36,7 @@ def backward(outputs, grad_outputs, *, retain_grad=False, create_graph=False):
     leaves = _propagate(outputs, grad_outputs, retain_grad, create_graph, None)
     with set_grad_enabled(create_graph):
         for leaf, grad in leaves:
-            grad = _run_hooks(leaf, grad)
-            leaf.grad = grad if leaf.grad is None else _accumulate(leaf.grad, grad, create_graph)
+            _store_grad(leaf, _run_hooks(leaf, grad), create_graph)
 
 
 def grad(outputs, inputs, grad_outputs=None, *, create_graph=False):
@@ -54,7 +55,7 @@ def grad(outputs, inputs, grad_outputs=None, *, create_graph=False):
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"grad: {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")
     seeds = []
-    for y, g in zip(outputs, grad_outputs):
+    for y, g in zip(outputs, grad_outputs, strict=True):
         if not y.requires_grad:
             raise RuntimeError(f"grad: an output of shape {y.shape} does not require a gradient")
         if g is None:
@@ -70,7 +71,8 @@ def grad(outputs, inputs, grad_outputs=None, *, create_graph=False):
     leaves = _propagate(outputs, seeds, False, create_graph, wanted)
     with set_grad_enabled(create_graph):
         for leaf, g in leaves:
-            wanted[id(leaf)] = _run_hooks(leaf, g)
+            if id(leaf) in wanted:
+                wanted[id(leaf)] = _run_hooks(leaf, g)
     return tuple(wanted[id(x)] for x in inputs)
 
 
@@ -82,11 +84,14 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
     """
     grads = {}  # id(Variable) -> gradient so far; every key's Variable is alive meanwhile
     leaves = {}
-    for y, g in zip(outputs, grad_outputs):
+    for y, g in zip(outputs, grad_outputs, strict=True):
         _add_grad(grads, leaves, y, g, create_graph)
-    functions = sorted(reachable_functions(outputs), key=_by_seq, reverse=True)
+    functions = sorted(reachable_functions(outputs), key=_seq, reverse=True)
     keep_all = retain_grad and wanted is None
-    with set_grad_enabled(create_graph):
+    anomaly = state.anomaly
+    # The operations inside a backward are not checked as forward outputs: a NaN they make is
+    # reported below as the input gradient of the Function whose backward it is.
+    with set_grad_enabled(create_graph), detect_anomaly(False):
         for function in functions:
             gys = []
             for ref in function.outputs:
@@ -99,34 +104,34 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
                         if id(y) in wanted:
                             wanted[id(y)] = gy
                     elif keep_all or y._retains_grad:
-                        y.grad = gy if y.grad is None else _accumulate(y.grad, gy, create_graph)
+                        _store_grad(y, gy, create_graph)
                 gys.append(gy)
-            if all(gy is None for gy in gys):
+            if gys.count(None) == len(gys):
                 continue
             if len(gys) > 1:
                 gys = [Variable._result(np.zeros(shape, dtype), False) if gy is None else gy
-                       for gy, (shape, dtype) in zip(gys, function.output_specs)]
+                       for gy, (shape, dtype) in zip(gys, function.output_specs, strict=True)]
             gxs = function.backward(*gys)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
             if len(gxs) != len(function.inputs):
                 raise RuntimeError(f"{function.name}.backward returned {len(gxs)} gradients for "
                                    f"{len(function.inputs)} inputs")
-            if state.anomaly:
+            if anomaly:
                 check_finite(function, "input gradient", [None if g is None else g.data for g in gxs])
-            for x, gx in zip(function.inputs, gxs):
+            for x, gx in zip(function.inputs, gxs, strict=True):
                 if gx is not None and x.requires_grad:
-                    if gx.shape != x.shape:
+                    g, data = gx.data, x.data
+                    if g.shape != data.shape:
                         raise RuntimeError(f"{function.name}.backward returned a gradient of shape "
-                                           f"{gx.shape} for an input of shape {x.shape}")
-                    if gx.dtype != x.dtype:
-                        gx = gx.astype(x.dtype)
+                                           f"{g.shape} for an input of shape {data.shape}")
+                    if g.dtype != data.dtype:
+                        gx = gx.astype(data.dtype)
                     _add_grad(grads, leaves, x, gx, create_graph)
     return [(leaf, grads[key]) for key, leaf in leaves.items()]
 
 
-def _by_seq(function):
-    return function.seq
+_seq = operator.attrgetter("seq")
 
 
 def _add_grad(grads, leaves, x, gx, create_graph):
@@ -135,6 +140,20 @@ def _add_grad(grads, leaves, x, gx, create_graph):
     grads[key] = gx if previous is None else _accumulate(previous, gx, create_graph)
     if x.creator is None:
         leaves[key] = x
+
+
+def _store_grad(x, g, create_graph):
+    """Accumulate ``g`` into ``x.grad``.
+
+    Without ``create_graph``, ``x.grad`` gets an array of its own: the gradient computed may
+    be a read-only broadcast view, or the very array handed to another Variable.
+    """
+    if x.grad is not None:
+        x.grad = _accumulate(x.grad, g, create_graph)
+    elif create_graph:
+        x.grad = g
+    else:
+        x.grad = Variable._result(g.data.copy(), False)
 
 
 def _accumulate(a, b, create_graph):

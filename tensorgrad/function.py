@@ -1,6 +1,7 @@
 """The Function: one differentiable operation, computed at once and recorded on the tape."""
 
 import itertools
+import operator
 import os
 import traceback
 import weakref
@@ -8,9 +9,11 @@ import weakref
 import numpy as np
 
 from tensorgrad.modes import state
-from tensorgrad.variable import Variable, as_array
+from tensorgrad.variable import Variable, as_variable
 
 _sequence = itertools.count()  # recording order: every input is recorded before its consumers
+_data = operator.attrgetter("data")  # map(_data, xs) and map(_requires_grad, xs) run in C: the
+_requires_grad = operator.attrgetter("requires_grad")  # per-call cost is what a tiny op costs
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -39,26 +42,29 @@ class Function:
     op = None  # the name shown in graphs and errors; defaults to the class name
 
     def __call__(self, *inputs):
-        inputs = tuple(x if isinstance(x, Variable) else Variable._result(as_array(x), False)
-                       for x in inputs)
+        for x in inputs:
+            if not isinstance(x, Variable):
+                inputs = tuple(as_variable(x) for x in inputs)
+                break
         try:
-            ys = self.forward(*[x.data for x in inputs])
+            ys = self.forward(*map(_data, inputs))
         except ShapeError:
             raise
         except (ValueError, IndexError) as error:
             shapes = ", ".join(str(x.shape) for x in inputs)
             raise type(error)(f"{self.name}: {error} (input shapes {shapes})") from None
+        record = state.grad_enabled and any(map(_requires_grad, inputs))
         single = not isinstance(ys, tuple)
         if single:
-            ys = (ys,)
-        record = state.grad_enabled and any(x.requires_grad for x in inputs)
-        outputs = tuple(Variable._result(y, record) for y in ys)
+            outputs = (Variable._result(ys, record),)
+        else:
+            outputs = tuple([Variable._result(y, record) for y in ys])
         if state.anomaly:
             self.source = _user_source_line()
             check_finite(self, "output", [y.data for y in outputs])
         if record:
             self.inputs = inputs
-            self.outputs = tuple(weakref.ref(y) for y in outputs)
+            self.outputs = tuple(map(weakref.ref, outputs))
             self.seq = next(_sequence)
             self.scope = state.scope
             if not single:  # to stand in zeros for the gradient of an output that died

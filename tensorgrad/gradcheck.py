@@ -121,5 +121,5 @@ def _compare(i, given, analytic, numeric, atol, rtol):
     label = f"input {i}" + (f" ({name!r})" if name else "")
     raise GradcheckError(
         f"gradcheck: {label} of shape {numeric.shape}: element {tuple(int(k) for k in worst)} has "
-        f"analytic gradient {analytic[worst]!r} but numerical {numeric[worst]!r} "
+        f"analytic gradient {analytic[worst]:.8g} but numerical {numeric[worst]:.8g} "
         f"(tolerance atol={atol} + rtol={rtol}·|numerical|)")

@@ -193,6 +193,8 @@ def clip(x, lo=None, hi=None):
     """``x`` limited to [lo, hi] (either bound may be None)."""
     if lo is None and hi is None:
         raise ValueError("clip: give at least one of lo and hi")
+    # Python floats, so that a NumPy float64 bound does not promote a float32 x.
+    lo, hi = (None if bound is None else float(bound) for bound in (lo, hi))
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"clip: lo={lo} is greater than hi={hi}")
     return Clip(lo, hi)(x)

@@ -55,7 +55,7 @@ class Max(Function):
 
     def forward(self, x):
         if x.size == 0:
-            raise ValueError("max: the array is empty")
+            raise ValueError("the array is empty")  # the Function adds its name
         return x.max(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):
@@ -79,7 +79,7 @@ class LogSumExp(Function):
 
     def forward(self, x):
         m = x.max(axis=self.axes, keepdims=True)
-        m[~np.isfinite(m)] = 0
+        m = np.where(np.isfinite(m), m, 0)  # an all -inf slice: shift by 0, not by -inf
         y = np.log(np.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
         return y if self.keepdims else y.reshape([n for i, n in enumerate(y.shape)
                                                   if i not in self.axes])

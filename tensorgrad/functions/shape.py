@@ -68,11 +68,11 @@ class SumTo(Function):
 
     def forward(self, x):
         try:
-            np.broadcast_shapes(self.shape, x.shape)
+            broadcasts = np.broadcast_shapes(self.shape, x.shape) == x.shape
         except ValueError:
-            raise ShapeError(f"sum_to: shape {x.shape} does not broadcast from {self.shape}") from None
-        if len(self.shape) > x.ndim:
-            raise ShapeError(f"sum_to: cannot sum shape {x.shape} up to more axes {self.shape}")
+            broadcasts = False
+        if not broadcasts:
+            raise ShapeError(f"sum_to: shape {x.shape} does not broadcast from {self.shape}")
         return sum_to_shape(x, self.shape)
 
     def backward(self, gy):
@@ -183,9 +183,10 @@ def reshape(x, shape):
 def transpose(x, axes=None):
     """``x`` with its axes permuted (reversed when ``axes`` is None)."""
     if axes is not None:
-        axes = tuple(int(a) for a in axes)
-        if sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
-            raise ShapeError(f"transpose: axes {axes} are not a permutation for shape {x.shape}")
+        given = tuple(int(a) for a in axes)
+        axes = tuple(a % max(x.ndim, 1) for a in given)  # non-negative, so argsort inverts them
+        if sorted(axes) != list(range(x.ndim)) or any(not -x.ndim <= a < x.ndim for a in given):
+            raise ShapeError(f"transpose: axes {given} are not a permutation for shape {x.shape}")
     return Transpose(axes)(x)
 
 

@@ -1,0 +1,139 @@
+"""The `tensorgrad` command (also `python -m nn`): train, sample and graph.
+
+Every expected failure (a bad file, a bad option, a checkpoint of another model) ends in a
+one-line message and a non-zero exit status, never a traceback.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+from dataclasses import fields
+
+import numpy as np
+
+from nn.trainer import TrainConfig
+
+MODELS = ("lstm", "gru", "rnn")
+
+
+class CommandError(Exception):
+    """A failure to report in one line."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tensorgrad", description=(
+        "Train a character-level language model with tensorgrad, sample from it, or draw the "
+        "computation graph of an unrolled recurrent network."))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    defaults = TrainConfig()
+    train = commands.add_parser("train", help="train a character-level language model",
+                                description="Train a character-level language model with truncated "
+                                            "BPTT; with no options, a small LSTM on a built-in corpus.")
+    train.add_argument("--text", metavar="FILE", help="UTF-8 text to train on (default: the source "
+                       "of Python's standard library, read from this machine)")
+    train.add_argument("--model", choices=MODELS, help=f"recurrent layer (default {defaults.model})")
+    for name, kind, help_text in [
+        ("hidden", int, "hidden units per layer"), ("layers", int, "recurrent layers"),
+        ("seq_len", int, "characters per window of truncated BPTT"), ("batch", int, "parallel rows"),
+        ("steps", int, "optimizer steps in total"), ("lr", float, "Adam learning rate"),
+        ("clip", float, "maximum global gradient norm"), ("seed", int, "random seed"),
+        ("sample_every", int, "steps between printed samples"),
+        ("checkpoint_every", int, "steps between checkpoints"),
+    ]:
+        train.add_argument(f"--{name.replace('_', '-')}", type=kind, metavar="N" if kind is int else "X",
+                           help=f"{help_text} (default {getattr(defaults, name)})")
+    train.add_argument("--out", metavar="DIR", help=f"output directory (default {defaults.out})")
+    train.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    sample = commands.add_parser("sample", help="generate text from a trained checkpoint")
+    sample.add_argument("--checkpoint", required=True, metavar="PATH")
+    sample.add_argument("--length", type=int, default=500, metavar="N")
+    sample.add_argument("--temperature", type=float, default=0.8, metavar="X",
+                        help="> 0; low is conservative, high is adventurous (default 0.8)")
+    sample.add_argument("--prime", default="", metavar="TEXT", help="text to start from")
+    sample.add_argument("--top-k", type=int, default=None, metavar="K")
+    sample.add_argument("--seed", type=int, default=None, metavar="N")
+
+    graph = commands.add_parser("graph", help="draw the unrolled computation graph of a small model")
+    graph.add_argument("--model", choices=MODELS, default="lstm")
+    graph.add_argument("--steps", type=int, default=3, metavar="N", help="time steps to unroll")
+    graph.add_argument("--collapse", action="store_true", help="draw each time step as one node")
+    graph.add_argument("--out", default="graph.svg", metavar="FILE",
+                       help="output file: .svg, .png, .pdf or .dot (default graph.svg)")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return {"train": run_train, "sample": run_sample, "graph": run_graph}[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except (CommandError, ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"tensorgrad {args.command}: error: {message}", file=sys.stderr)
+        return 2 if isinstance(error, CommandError | ValueError | TypeError | KeyError) else 1
+
+
+def run_train(args):
+    from nn.trainer import Trainer, checkpoint_path
+
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    config = TrainConfig(**given)
+    _check_writable(config.out)
+    if args.resume and not os.path.exists(checkpoint_path(config.out)):
+        raise CommandError(f"--resume: no checkpoint at {checkpoint_path(config.out)}")
+    Trainer(config, resume=args.resume, progress=not args.quiet).run()
+    return 0
+
+
+def run_sample(args):
+    from nn.charlm import CharRNN, generate
+    from nn.checkpoint import load
+    from nn.data import CharVocab
+    from nn.trainer import TrainConfig
+
+    if not args.temperature > 0:
+        raise CommandError(f"--temperature must be > 0, got {args.temperature}")
+    if args.length < 0:
+        raise CommandError(f"--length must be >= 0, got {args.length}")
+    saved = load(args.checkpoint)
+    missing = [k for k in ("model", "config", "vocab") if k not in saved]
+    if missing:
+        raise CommandError(f"{args.checkpoint} is not a tensorgrad train checkpoint "
+                           f"(no {', '.join(missing)})")
+    config = TrainConfig.from_dict(saved["config"])
+    vocab = CharVocab.from_chars(str(saved["vocab"]))
+    model = CharRNN(len(vocab), config.hidden, config.layers, config.model)
+    model.load_state_dict(saved["model"])
+    unknown = sorted({c for c in args.prime if c not in vocab.chars})
+    if unknown:
+        raise CommandError(f"--prime has characters the model has never seen: {''.join(unknown)!r}")
+    rng = np.random.default_rng(args.seed)
+    print(generate(model, vocab, args.length, prime=args.prime, temperature=args.temperature,
+                   top_k=args.top_k, rng=rng))
+    return 0
+
+
+def run_graph(args):
+    from nn.graph import draw_unrolled
+
+    if args.steps < 1:
+        raise CommandError(f"--steps must be at least 1, got {args.steps}")
+    path = draw_unrolled(args.model, args.steps, args.out, collapse=args.collapse)
+    print(f"wrote the graph of a {args.steps}-step {args.model.upper()} to {path}")
+    return 0
+
+
+def _check_writable(directory):
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise CommandError(f"cannot write to output directory {directory}: "
+                           f"{error.strerror or error}") from None

@@ -1,0 +1,171 @@
+"""The basic layers: Linear, Embedding, Dropout, LayerNorm and the Sequential container."""
+
+import math
+from collections import OrderedDict
+
+import numpy as np
+
+import tensorgrad.functions as F
+from nn import init
+from nn.module import Module, Parameter
+from tensorgrad import ShapeError, as_variable
+
+
+class Linear(Module):
+    """y = x Wᵀ + b, for x of shape (..., in_features) and y of shape (..., out_features).
+
+    ``weight`` has shape (out_features, in_features) and ``bias`` (out_features,); both
+    start from U(-1/√in_features, 1/√in_features), as in PyTorch.
+    """
+
+    def __init__(self, in_features, out_features, bias=True):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
+        self.weight = Parameter(init.uniform((out_features, in_features), bound))
+        self.register_parameter("bias", Parameter(init.uniform((out_features,), bound)) if bias else None)
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+
+
+class Embedding(Module):
+    """A lookup table: ``forward(ids)`` returns the rows ``weight[ids]``, of shape ids.shape + (dim,).
+
+    ``weight`` (num_embeddings, embedding_dim) starts from N(0, 1). The row ``padding_idx``
+    (if given; negative counts from the end) starts at zero and never gets a gradient, so
+    it stays the embedding of padding.
+    """
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None):
+        super().__init__()
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise IndexError(f"Embedding: padding_idx {padding_idx} is out of range for "
+                                 f"{num_embeddings} embeddings")
+            padding_idx %= num_embeddings
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        self.padding_idx = padding_idx
+        weight = init.normal((num_embeddings, embedding_dim))
+        if padding_idx is not None:
+            weight[padding_idx] = 0
+        self.weight = Parameter(weight)
+
+    def forward(self, ids):
+        return F.embedding(self.weight, ids, self.padding_idx)
+
+    def extra_repr(self):
+        text = f"{self.num_embeddings}, {self.embedding_dim}"
+        return text if self.padding_idx is None else f"{text}, padding_idx={self.padding_idx}"
+
+
+class Dropout(Module):
+    """In training, zero each element with probability ``p`` and scale the rest by 1/(1-p).
+
+    In evaluation mode (``.eval()``) it is the identity.
+    """
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(as_variable(x), self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class LayerNorm(Module):
+    """Normalise over the last axes, those of ``normalized_shape``:
+
+        y = (x - E[x]) / √(Var[x] + eps) ⊙ weight + bias
+
+    with the mean and the (biased) variance taken over those axes. ``weight`` starts at
+    ones and ``bias`` at zeros; ``elementwise_affine=False`` leaves both out, ``bias=False``
+    only the bias.
+    """
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
+        super().__init__()
+        if isinstance(normalized_shape, int | np.integer):
+            normalized_shape = (normalized_shape,)
+        self.normalized_shape = tuple(int(n) for n in normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        if elementwise_affine:
+            self.weight = Parameter(np.ones(self.normalized_shape, dtype=np.float32))
+            self.register_parameter(
+                "bias", Parameter(np.zeros(self.normalized_shape, dtype=np.float32)) if bias else None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, x):
+        x = as_variable(x)
+        k = len(self.normalized_shape)
+        if x.ndim < k or x.shape[x.ndim - k:] != self.normalized_shape:
+            raise ShapeError(f"LayerNorm: input of shape {x.shape} does not end with the normalized "
+                             f"shape {self.normalized_shape}")
+        axes = tuple(range(x.ndim - k, x.ndim))
+        centred = x - x.mean(axis=axes, keepdims=True)
+        variance = (centred * centred).mean(axis=axes, keepdims=True)
+        y = centred / F.sqrt(variance + self.eps)
+        if self.weight is not None:
+            y = y * self.weight
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
+
+
+class Sequential(Module):
+    """Modules applied one after the other: ``Sequential(a, b)(x) == b(a(x))``.
+
+    The children are named "0", "1", ... (or by the keys of one OrderedDict argument), so
+    parameters get PyTorch's names such as ``"0.weight"``. Supports ``len``, iteration,
+    indexing (a slice gives a Sequential) and ``append``.
+    """
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            for name, module in modules[0].items():
+                self.add_module(name, module)
+        else:
+            for module in modules:
+                self.append(module)
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+    def forward(self, x):
+        for module in self:
+            x = module(x)
+        return x
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        items = list(self._modules.items())
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(items[index]))
+        if not -len(items) <= index < len(items):
+            raise IndexError(f"Sequential: index {index} is out of range for {len(items)} modules")
+        return items[index][1]

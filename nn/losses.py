@@ -1,0 +1,121 @@
+"""Loss functions: softmax cross-entropy over class indices and the mean squared error."""
+
+import math
+
+import numpy as np
+
+import tensorgrad.functions as F
+from nn.module import Module
+from tensorgrad import ShapeError, as_variable
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def softmax_cross_entropy(logits, targets, *, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    """The cross-entropy between softmax(logits) and class indices, as PyTorch's ``cross_entropy``.
+
+    ``logits`` z has shape (N, C) or (N, C, d1, ...) (or (C,) for one sample) and the integer
+    ``targets`` t shape (N,) or (N, d1, ...) (or ()). With log p = log_softmax(z) over the
+    class axis 1, computed stably, and ε = ``label_smoothing``, each position's loss is
+
+        ℓ = -(1 - ε) log p_t - (ε / C) Σ_c log p_c,
+
+    the cross-entropy to the target distribution (1 - ε)·onehot(t) + ε/C. Positions whose
+    target is ``ignore_index`` have ℓ = 0 and do not count. ``reduction``: ``'none'`` gives
+    ℓ with the shape of t, ``'sum'`` Σ ℓ and ``'mean'`` Σ ℓ divided by the number of
+    positions not ignored (NaN when there are none, as in PyTorch).
+    """
+    op = "softmax_cross_entropy"
+    _check_reduction(reduction, op)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
+    logits = as_variable(logits)
+    targets = np.asarray(getattr(targets, "data", targets))
+    if targets.dtype.kind not in "iu":
+        raise TypeError(f"{op}: targets must be integer class indices, got dtype {targets.dtype} "
+                        "(probability targets are not supported)")
+    unbatched = logits.ndim == 1
+    if unbatched and targets.ndim == 0:
+        logits, targets = logits.reshape(1, -1), targets.reshape(1)
+    expected = logits.shape[:1] + logits.shape[2:]
+    if logits.ndim < 2 or targets.shape != expected:
+        raise ShapeError(f"{op}: logits of shape {logits.shape} need targets of shape "
+                         f"{() if unbatched else expected}, got {targets.shape}")
+    num_classes = logits.shape[1]
+    counted = targets != ignore_index
+    out_of_range = counted & ((targets < 0) | (targets >= num_classes))
+    if out_of_range.any():
+        raise IndexError(f"{op}: target {targets[out_of_range][0]} is out of range for "
+                         f"{num_classes} classes")
+
+    log_p = F.log_softmax(logits, axis=1)
+    grid = np.indices(targets.shape, sparse=True)
+    log_p_target = log_p[(grid[0], np.where(counted, targets, 0), *grid[1:])]
+    loss = F.where(counted, -log_p_target, 0.0)
+    if label_smoothing > 0:
+        uniform_part = F.where(counted, -log_p.sum(axis=1), 0.0)
+        loss = (1 - label_smoothing) * loss + (label_smoothing / num_classes) * uniform_part
+
+    if reduction == "none":
+        return loss.reshape(()) if unbatched else loss
+    if reduction == "sum":
+        return loss.sum()
+    count = int(counted.sum())
+    return loss.sum() * (1.0 / count if count else math.nan)
+
+
+def mse_loss(input, target, reduction="mean"):  # noqa: A002 - PyTorch's argument name
+    """The squared error ℓ = (input - target)², averaged (``'mean'``), summed or kept (``'none'``).
+
+    ``input`` and ``target`` must have the same shape; either may be a Variable.
+    """
+    _check_reduction(reduction, "mse_loss")
+    input = as_variable(input)  # noqa: A001
+    target = as_variable(target, like=input)
+    if input.shape != target.shape:
+        raise ShapeError(f"mse_loss: input of shape {input.shape} and target of shape {target.shape} "
+                         "differ")
+    difference = input - target
+    loss = difference * difference
+    if reduction == "none":
+        return loss
+    return loss.mean() if reduction == "mean" else loss.sum()
+
+
+def _check_reduction(reduction, op):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+
+
+class SoftmaxCrossEntropy(Module):
+    """:func:`softmax_cross_entropy` as a module: ``SoftmaxCrossEntropy(...)(logits, targets)``."""
+
+    def __init__(self, *, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+        super().__init__()
+        _check_reduction(reduction, "SoftmaxCrossEntropy")
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits, targets):
+        return softmax_cross_entropy(logits, targets, ignore_index=self.ignore_index,
+                                     reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+    def extra_repr(self):
+        return (f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
+                f"label_smoothing={self.label_smoothing}")
+
+
+class MSELoss(Module):
+    """:func:`mse_loss` as a module: ``MSELoss(reduction)(input, target)``."""
+
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        _check_reduction(reduction, "MSELoss")
+        self.reduction = reduction
+
+    def forward(self, input, target):  # noqa: A002
+        return mse_loss(input, target, self.reduction)
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}"

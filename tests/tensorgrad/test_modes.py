@@ -1,0 +1,149 @@
+"""Recording modes: no_grad / enable_grad (context managers and decorators), scopes on the
+recorded Functions, and anomaly detection naming the Function and the user's source line."""
+
+import gc
+import inspect
+import re
+import weakref
+
+import numpy as np
+import pytest
+
+import tensorgrad as tg
+import tensorgrad.functions as F
+
+
+def leaf(values):
+    return tg.Variable(np.asarray(values, dtype=np.float64))
+
+
+# ------------------------------------------------------------------------- no_grad
+def test_no_grad_records_nothing():
+    x = leaf([1.0, 2.0])
+    with tg.no_grad():
+        assert not tg.is_grad_enabled()
+        y = F.tanh(x * 2.0).sum()
+    assert tg.is_grad_enabled()
+    assert y.creator is None and not y.requires_grad
+    with pytest.raises(RuntimeError, match="does not require a gradient"):
+        y.backward()
+
+
+def test_no_grad_keeps_no_input_alive():
+    x = leaf(np.ones(3))
+    with tg.no_grad():
+        y = F.exp(x * 2.0)
+    ref = weakref.ref(x)
+    del x
+    gc.collect()
+    assert ref() is None
+    np.testing.assert_allclose(y.data, np.exp(2.0))
+    # The same computation recorded keeps its input alive for the backward pass.
+    x = leaf(np.ones(3))
+    y = F.exp(x * 2.0)
+    ref = weakref.ref(x)
+    del x
+    gc.collect()
+    assert ref() is not None
+
+
+def test_enable_grad_inside_no_grad():
+    x = leaf([1.0, 2.0])
+    with tg.no_grad():
+        with tg.enable_grad():
+            y = (x * x).sum()
+        z = x * x
+    assert y.creator is not None and z.creator is None
+    y.backward()
+    np.testing.assert_allclose(x.grad.data, 2 * x.data)
+
+
+def test_no_grad_and_enable_grad_as_decorators():
+    @tg.no_grad()
+    def evaluate(x):
+        return x * 2.0
+
+    @tg.enable_grad()
+    def train_step(x):
+        return x * 2.0
+
+    x = leaf([1.0])
+    assert evaluate(x).creator is None
+    with tg.no_grad():
+        assert train_step(x).creator is not None
+        assert evaluate(x).creator is None
+        assert train_step(x).creator is not None  # decorators can be re-entered
+    assert evaluate(x).creator is None and tg.is_grad_enabled()
+
+
+def test_grad_mode_is_restored_after_an_error():
+    with pytest.raises(ZeroDivisionError):
+        with tg.no_grad():
+            raise ZeroDivisionError
+    assert tg.is_grad_enabled()
+
+
+# ------------------------------------------------------------------------- scopes
+def test_scope_paths_on_recorded_functions():
+    x = leaf([1.0])
+    outside = x * 1.0
+    with tg.scope("lstm.l0"):
+        layer = x * 2.0
+        with tg.scope("t=3"):
+            step = x * 3.0
+        after = x * 4.0
+    assert outside.creator.scope is None
+    assert layer.creator.scope == "lstm.l0"
+    assert step.creator.scope == "lstm.l0/t=3"
+    assert after.creator.scope == "lstm.l0"
+    assert (x * 5.0).creator.scope is None
+
+
+def test_scope_as_decorator_and_recording_order():
+    @tg.scope("cell")
+    def cell(x):
+        return F.tanh(x * 2.0)
+
+    x = leaf([1.0])
+    y = cell(x)
+    assert y.creator.scope == "cell" and y.creator.inputs[0].creator.scope == "cell"
+    assert y.creator.seq > y.creator.inputs[0].creator.seq
+
+
+@pytest.mark.parametrize("name", ["", "a/b"])
+def test_scope_rejects_bad_names(name):
+    with pytest.raises(ValueError, match="scope: name must be non-empty and contain no '/'"):
+        tg.scope(name)
+
+
+# ------------------------------------------------------------------------- anomaly detection
+def _here():
+    """``file:line`` of the caller's next line, as anomaly errors report it."""
+    frame = inspect.currentframe().f_back
+    return re.escape(f"{frame.f_code.co_filename}:{frame.f_lineno + 1}")
+
+
+def test_detect_anomaly_names_the_function_and_line_of_a_forward_nan():
+    x = leaf([1.0, -1.0])
+    with tg.detect_anomaly(), np.errstate(invalid="ignore"):
+        with pytest.raises(tg.AnomalyError, match=r"log: output 0 of shape \(2,\) contains NaN or Inf"
+                                                   r"; the Function was recorded at " + _here()):
+            F.log(x)
+
+
+def test_detect_anomaly_names_the_function_and_line_of_a_backward_nan():
+    x = leaf(0.0)
+    with tg.detect_anomaly(), np.errstate(divide="ignore"):
+        where = _here()
+        y = F.sqrt(x) * 2.0  # sqrt is finite at 0, its derivative is not
+        with pytest.raises(tg.AnomalyError, match=r"sqrt: input gradient 0 of shape \(\) contains NaN "
+                                                   r"or Inf; the Function was recorded at " + where):
+            y.backward()
+    assert x.grad is None
+
+
+def test_without_detect_anomaly_nan_passes_silently():
+    x = leaf(0.0)
+    with np.errstate(divide="ignore"):
+        F.sqrt(x).backward()
+    assert np.isinf(x.grad.data)
