@@ -137,12 +137,12 @@ def main():
     if torch is not None:
         print(f"ratio tensorgrad / pytorch (best total): {totals['tensorgrad'] / totals['pytorch']:.2f}")
 
-    print("\nbackward time of large graphs (best of 3)")
+    print("\nbackward time of large graphs (best of 5)")
     print(f"{'graph':<10}{'nodes':>10}{'seconds':>12}{'µs per node':>14}")
     for label, build in [("chain", chain_graph), ("fan-in", fan_in_graph)]:
         per_size = {}
         for n in (10_000, 100_000):
-            per_size[n] = min(backward_seconds(build, n) for _ in range(3))
+            per_size[n] = min(backward_seconds(build, n) for _ in range(5))
             print(f"{label:<10}{n:>10}{per_size[n]:>12.3f}{per_size[n] / n * 1e6:>14.2f}")
         print(f"{label:<10}{'10x nodes':>10}{per_size[100_000] / per_size[10_000]:>11.1f}x time")
 

@@ -30,7 +30,7 @@ LOG2E = 1 / math.log(2)  # nats → bits
 class TrainConfig:
     """Everything that defines a training run (stored in the checkpoint)."""
 
-    text: str | None = None  # a UTF-8 file; None: the built-in corpus
+    text: str = ""  # a UTF-8 file; "": the built-in corpus
     model: str = "lstm"
     hidden: int = 128
     layers: int = 1
@@ -67,7 +67,7 @@ def checkpoint_path(out):
 def load_text(config):
     """The training text and where it came from."""
     min_chars = config.batch * (config.seq_len + 1) * 10 // 9 + 2  # one window after the split
-    if config.text is None:
+    if not config.text:
         text = default_corpus()
         check_length(text, min_chars, "the built-in corpus")
         return text, "the Python standard library's source (built-in corpus)"

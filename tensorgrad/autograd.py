@@ -85,7 +85,7 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
     grads = {}  # id(Variable) -> gradient so far; every key's Variable is alive meanwhile
     leaves = {}
     for y, g in zip(outputs, grad_outputs, strict=True):
-        _add_grad(grads, leaves, y, g, create_graph)
+        _add_grad(grads, leaves, y, g if g.dtype == y.dtype else g.astype(y.dtype), create_graph)
     functions = sorted(reachable_functions(outputs), key=_seq, reverse=True)
     keep_all = retain_grad and wanted is None
     anomaly = state.anomaly

@@ -12,8 +12,9 @@ from tensorgrad.modes import state
 from tensorgrad.variable import Variable, as_variable
 
 _sequence = itertools.count()  # recording order: every input is recorded before its consumers
-_data = operator.attrgetter("data")  # map(_data, xs) and map(_requires_grad, xs) run in C: the
-_requires_grad = operator.attrgetter("requires_grad")  # per-call cost is what a tiny op costs
+# For map(): no Python-level loop in __call__, whose overhead is most of what a tiny op costs.
+_data = operator.attrgetter("data")
+_requires_grad = operator.attrgetter("requires_grad")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -3,6 +3,7 @@
 import numpy as np
 
 _NUMERIC_KINDS = "biuf"
+_new_object = object.__new__
 
 
 def as_array(value, like=None):
@@ -12,6 +13,8 @@ def as_array(value, like=None):
     its dtype, so ``x * 0.5`` keeps a float32 ``x`` in float32. Larger arrays keep their
     own dtype and follow NumPy's promotion rules.
     """
+    if like is not None and type(value) in (int, float) and like.data.dtype.kind == "f":
+        return np.asarray(value, like.data.dtype)  # the common case (x * 0.5), in one step
     array = np.asarray(value)
     if array.dtype.kind not in _NUMERIC_KINDS:
         raise TypeError(f"expected numeric data, got {type(value).__name__} of dtype {array.dtype}")
@@ -71,13 +74,10 @@ class Variable:
     @classmethod
     def _result(cls, data, requires_grad):
         """Wrap a Function's output array without the checks of ``__init__`` (hot path)."""
-        v = cls.__new__(cls)
+        v = _new_object(cls)
         v.data = data if type(data) is np.ndarray else np.asarray(data)
-        v.grad = None
-        v.creator = None
-        v.name = None
+        v.grad = v.creator = v.name = v._hooks = None
         v.requires_grad = requires_grad
-        v._hooks = None
         v._retains_grad = False
         return v
 
@@ -180,6 +180,10 @@ class Variable:
         for function in functions:
             for x in function.inputs:
                 x.creator = None
+            for ref in function.outputs:  # other outputs of a cut Function lose it too
+                y = ref()
+                if y is not None:
+                    y.creator = None
             function.inputs = ()
 
     # ----------------------------------------------------------------- shape and reductions

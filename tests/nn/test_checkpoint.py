@@ -210,12 +210,11 @@ def small_model():
 
 
 @pytest.mark.parametrize("change,error,message", [
-    (lambda s: s.pop("2.bias"), KeyError, r"missing keys \['2.bias'\]"),
-    (lambda s: s.update(extra=np.ones(2)), KeyError, r"unexpected keys \['extra'\]"),
+    (lambda s: s.pop("2.bias"), RuntimeError, r"missing keys \['2.bias'\]"),
+    (lambda s: s.update(extra=np.ones(2)), RuntimeError, r"unexpected keys \['extra'\]"),
     (lambda s: s.update({"2.bias": np.ones(3)}), ValueError, r"'2.bias' has shape \(3,\)"),
     (lambda s: s.update({"2.bias": np.ones(2, np.int64)}), TypeError, "floating-point values"),
     (lambda s: s.update({"2.bias": [0.5, 0.5]}), TypeError, "must be an ndarray, got list"),
-    (lambda s: s.update({"2.bias": np.array([0.5, np.nan])}), ValueError, "NaN or Inf"),
 ])
 def test_failed_load_state_dict_changes_nothing(change, error, message):
     model = small_model()

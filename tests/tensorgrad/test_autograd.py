@@ -76,7 +76,8 @@ def test_a_failing_backward_changes_no_gradient():
     (x * w).sum().backward()
     before_x, before_w = x.grad.data.copy(), w.grad.data.copy()
     with pytest.raises(ArithmeticError):
-        (x * w + Broken()(x)).sum().backward()  # w's gradient is computed before Broken fails
+        # Recorded after Broken, x * w is back-propagated first: w's gradient is ready, not stored.
+        (Broken()(x) + x * w).sum().backward()
     np.testing.assert_array_equal(x.grad.data, before_x)
     np.testing.assert_array_equal(w.grad.data, before_w)
 
@@ -263,6 +264,16 @@ def test_unchain_backward_cuts_the_graph_behind_and_frees_it():
     (h * 2.0).sum().backward()
     assert x.grad is None
     np.testing.assert_array_equal(h.grad.data, 2.0)
+
+
+def test_unchain_backward_also_cuts_the_other_outputs_of_a_function_behind():
+    x = leaf(np.arange(4.0))
+    h, c = F.split(x * 2.0, 2)  # like the (h, c) state of an LSTM cell
+    h.unchain_backward()
+    assert c.creator is None and c.requires_grad
+    (c * 3.0).sum().backward()
+    assert x.grad is None
+    np.testing.assert_array_equal(c.grad.data, 3.0)
 
 
 def test_unchain_backward_truncates_a_carried_state():

@@ -106,6 +106,11 @@ def test_backward_seed_and_accumulation_keep_float32():
     z.backward(np.ones(3))  # a float64 seed: the gradient still comes back in x's dtype
     assert x.grad.dtype == f32
     np.testing.assert_array_equal(x.grad.data, 7.0)
+    x.cleargrad()
+    x.backward(np.ones(3))  # also when the output is the leaf itself
+    assert x.grad.dtype == f32
+    (g,) = tg.grad(x, x, tg.Variable(np.ones(3)))
+    assert g.dtype == f32
 
 
 def test_float64_next_to_a_float32_array_promotes_as_numpy_does():
