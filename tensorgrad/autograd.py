@@ -87,6 +87,7 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
     for y, g in zip(outputs, grad_outputs, strict=True):
         _add_grad(grads, leaves, y, g if g.dtype == y.dtype else g.astype(y.dtype), create_graph)
     functions = sorted(reachable_functions(outputs), key=_seq, reverse=True)
+    needed = None if wanted is None else _leading_to(functions, wanted)
     keep_all = retain_grad and wanted is None
     anomaly = state.anomaly
     # The operations inside a backward are not checked as forward outputs: a NaN they make is
@@ -106,7 +107,7 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
                     elif keep_all or y._retains_grad:
                         _store_grad(y, gy, create_graph)
                 gys.append(gy)
-            if gys.count(None) == len(gys):
+            if gys.count(None) == len(gys) or (needed is not None and function not in needed):
                 continue
             if len(gys) > 1:
                 gys = [Variable._result(np.zeros(shape, dtype), False) if gy is None else gy
@@ -132,6 +133,21 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
 
 
 _seq = operator.attrgetter("seq")
+
+
+def _leading_to(functions, wanted):
+    """The ``functions`` (sorted by decreasing ``seq``) from which a ``wanted`` Variable is reached.
+
+    Only their backward is needed for the gradients of the wanted Variables; the graph behind
+    those Variables is left alone, so ``grad`` costs what the part of the graph it asks about costs.
+    """
+    needed = set()
+    for function in reversed(functions):  # inputs' creators come first
+        for x in function.inputs:
+            if id(x) in wanted or x.creator in needed:
+                needed.add(function)
+                break
+    return needed
 
 
 def _add_grad(grads, leaves, x, gx, create_graph):

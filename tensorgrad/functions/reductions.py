@@ -80,7 +80,8 @@ class LogSumExp(Function):
     def forward(self, x):
         m = x.max(axis=self.axes, keepdims=True)
         m = np.where(np.isfinite(m), m, 0)  # an all -inf slice: shift by 0, not by -inf
-        y = np.log(np.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
+        with np.errstate(divide="ignore"):  # log 0 = -inf is the right answer there
+            y = np.log(np.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
         return y if self.keepdims else y.reshape([n for i, n in enumerate(y.shape)
                                                   if i not in self.axes])
 

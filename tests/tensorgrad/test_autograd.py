@@ -316,3 +316,18 @@ def test_a_50000_wide_fan_in_back_propagates():
     total = F.stack([x * float(i) for i in range(50_000)]).sum()
     total.backward()
     assert x.grad.data == sum(range(50_000))
+
+
+def test_grad_runs_no_backward_behind_the_requested_inputs():
+    class Untouchable(tg.Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, gy):
+            raise AssertionError("backward behind the requested input was run")
+
+    x = tg.Variable(np.ones(3))
+    middle = Untouchable()(x)
+    y = (middle * middle).sum()
+    (g,) = tg.grad(y, [middle])
+    np.testing.assert_allclose(g.data, 2 * middle.data)
