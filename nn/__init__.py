@@ -1,6 +1,7 @@
 """nn: networks built from tensorgrad Functions, with PyTorch's names, shapes and semantics."""
 
 from nn import data, generate, optim
+from nn.charlm import CharRNN, sample_text
 from nn.checkpoint import load, save
 from nn.clip import clip_grad_norm, clip_grad_value
 from nn.layers import Dropout, Embedding, LayerNorm, Linear, Sequential
@@ -12,5 +13,5 @@ __all__ = [
     "Module", "Parameter", "Linear", "Embedding", "Dropout", "LayerNorm", "Sequential",
     "softmax_cross_entropy", "mse_loss", "SoftmaxCrossEntropy", "MSELoss", "clip_grad_norm",
     "clip_grad_value", "save", "load", "optim", "data", "generate",
-    "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU",
+    "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "CharRNN", "sample_text",
 ]

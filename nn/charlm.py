@@ -32,10 +32,10 @@ class CharRNN(Module):
 
 
 @tg.no_grad()
-def generate(model, vocab, length, *, prime="", temperature=1.0, top_k=None, rng=None):
+def sample_text(model, vocab, length, *, prime="", temperature=1.0, top_k=None, rng=None):
     """``prime`` followed by ``length`` characters sampled one at a time from ``model``."""
     if temperature <= 0:
-        raise ValueError(f"generate: temperature must be > 0, got {temperature}")
+        raise ValueError(f"sample_text: temperature must be > 0, got {temperature}")
     rng = np.random.default_rng() if rng is None else rng
     was_training = model.training
     model.eval()

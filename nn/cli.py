@@ -5,6 +5,7 @@ one-line message and a non-zero exit status, never a traceback.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -47,6 +48,9 @@ def build_parser():
     train.add_argument("--out", metavar="DIR", help=f"output directory (default {defaults.out})")
     train.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--threads", type=int, default=1, metavar="N",
+                       help="BLAS threads (default 1: for a small model's matrices, more threads "
+                            "mostly wait on each other)")
 
     sample = commands.add_parser("sample", help="generate text from a trained checkpoint")
     sample.add_argument("--checkpoint", required=True, metavar="PATH")
@@ -56,6 +60,7 @@ def build_parser():
     sample.add_argument("--prime", default="", metavar="TEXT", help="text to start from")
     sample.add_argument("--top-k", type=int, default=None, metavar="K")
     sample.add_argument("--seed", type=int, default=None, metavar="N")
+    sample.add_argument("--threads", type=int, default=1, metavar="N", help="BLAS threads (default 1)")
 
     graph = commands.add_parser("graph", help="draw the unrolled computation graph of a small model")
     graph.add_argument("--model", choices=MODELS, default="lstm")
@@ -69,7 +74,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        return {"train": run_train, "sample": run_sample, "graph": run_graph}[args.command](args)
+        with _blas_threads(getattr(args, "threads", None)):
+            return {"train": run_train, "sample": run_sample, "graph": run_graph}[args.command](args)
     except KeyboardInterrupt:
         return 130
     except (CommandError, ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as error:
@@ -92,7 +98,7 @@ def run_train(args):
 
 
 def run_sample(args):
-    from nn.charlm import CharRNN, generate
+    from nn.charlm import CharRNN, sample_text
     from nn.checkpoint import load
     from nn.data import CharVocab
     from nn.trainer import TrainConfig
@@ -114,7 +120,7 @@ def run_sample(args):
     if unknown:
         raise CommandError(f"--prime has characters the model has never seen: {''.join(unknown)!r}")
     rng = np.random.default_rng(args.seed)
-    print(generate(model, vocab, args.length, prime=args.prime, temperature=args.temperature,
+    print(sample_text(model, vocab, args.length, prime=args.prime, temperature=args.temperature,
                    top_k=args.top_k, rng=rng))
     return 0
 
@@ -127,6 +133,23 @@ def run_graph(args):
     path = draw_unrolled(args.model, args.steps, args.out, collapse=args.collapse)
     print(f"wrote the graph of a {args.steps}-step {args.model.upper()} to {path}")
     return 0
+
+
+@contextlib.contextmanager
+def _blas_threads(count):
+    """Limit the BLAS library's threads to ``count`` inside (no limit for None)."""
+    if count is None:
+        yield
+        return
+    if count < 1:
+        raise CommandError(f"--threads must be at least 1, got {count}")
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # without it the BLAS library keeps its own default
+        yield
+        return
+    with threadpool_limits(limits=count, user_api="blas"):
+        yield
 
 
 def _check_writable(directory):

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 import tensorgrad as tg
-from nn.charlm import CharRNN, generate
+from nn.charlm import CharRNN, sample_text
 from nn.checkpoint import load, save
 from nn.clip import clip_grad_norm
 from nn.corpus import check_length, default_corpus, read_text
@@ -180,7 +180,7 @@ class Trainer:
 
     def sample(self, length=200):
         rng = np.random.default_rng([self.config.seed, self.step])
-        return generate(self.model, self.vocab, length, prime="\n", temperature=0.8, rng=rng)
+        return sample_text(self.model, self.vocab, length, prime="\n", temperature=0.8, rng=rng)
 
     def run(self):
         """Train up to ``config.steps``, with progress, samples and checkpoints."""

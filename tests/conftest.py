@@ -1,6 +1,11 @@
 """Shared test helpers: PyTorch as the oracle where it is installed."""
 
-import numpy as np
+import os
+
+# The tests' matrices are tiny: BLAS threads would only wait on each other (set before NumPy loads).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 import pytest
 
 

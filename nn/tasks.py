@@ -1,0 +1,197 @@
+"""Synthetic sequence tasks: small, exactly specified problems for training recurrent networks.
+
+Every generator draws from ``rng``, a ``numpy.random.Generator`` (or a seed for one), so the
+same generator state gives the same data. Arrays are time-major, (T, B, ...) as PyTorch's RNN
+default: inputs are float32 features or int64 token ids, targets float32 values or int64 classes.
+
+=====================  ==============================  ===================================
+task                   inputs                          targets
+=====================  ==============================  ===================================
+adding_problem         (T, B, 2) value and marker      (B, 1) sum of the two marked values
+word_detection         (T, B) character ids            (T, B) 1 where the word ends, else 0
+sentiment_phrases      (T, B) word ids, (B,) lengths   (B,) 1 positive, 0 negative
+reverse_digits         (L, B) digits                   (L, B) the digits reversed
+noisy_sine             (T, B, 1) noisy samples         (T, B, 1) the clean next sample
+next_token             (T, B) token ids                (T - offset, B) the token ``offset`` ahead
+=====================  ==============================  ===================================
+"""
+
+import string
+
+import numpy as np
+
+__all__ = [
+    "adding_problem", "word_detection", "sentiment_phrases", "SENTIMENT_VOCAB", "reverse_digits",
+    "noisy_sine", "next_token",
+]
+
+
+def adding_problem(rng, batch_size, seq_len):
+    """The adding problem (Hochreiter & Schmidhuber, 1997): add two numbers seen long ago.
+
+    Each step t of a sequence has two features: a value uₜ ~ U(0, 1) and a marker mₜ ∈ {0, 1}.
+    Exactly two markers are 1, the first at a step in the first half [0, T/2) and the second
+    in the second half [T/2, T), so the first marked value must be remembered for about T/2
+    steps. The target is the sum of the marked values, y = Σₜ mₜ uₜ.
+
+    Guessing y = 1 always has mean squared error E[(u + u' - 1)²] = Var(u + u') = 2/12 = 1/6.
+
+    Returns x, float32 of shape (seq_len, batch_size, 2) with x[..., 0] the values and
+    x[..., 1] the markers, and y, float32 of shape (batch_size, 1).
+    """
+    rng = np.random.default_rng(rng)
+    _check_size("adding_problem", "batch_size", batch_size)
+    _check_size("adding_problem", "seq_len", seq_len, minimum=2)
+    half = seq_len // 2
+    values = rng.random((seq_len, batch_size))
+    markers = np.zeros((seq_len, batch_size))
+    columns = np.arange(batch_size)
+    markers[rng.integers(0, half, batch_size), columns] = 1
+    markers[rng.integers(half, seq_len, batch_size), columns] = 1
+    x = np.stack([values, markers], axis=-1).astype(np.float32)
+    y = (x[..., 0] * x[..., 1]).sum(axis=0).reshape(batch_size, 1)
+    return x, y
+
+
+def word_detection(rng, batch_size, seq_len, word="cat", alphabet=string.ascii_lowercase, rate=0.05):
+    """Character streams with a word hidden in them, labelled where each occurrence ends.
+
+    Each stream is ``seq_len`` characters of ``alphabet`` drawn uniformly. At every position,
+    with probability ``rate``, either ``word`` or, as often, a decoy (its letters shuffled,
+    such as "act" or "tca" for "cat") is written over the stream, so that spotting the
+    word needs its letters in the right order. The label of step t is 1 if an occurrence of
+    ``word`` ends at t (stream[t-n+1 .. t] = word, n = len(word)), wherever it came from,
+    and 0 otherwise.
+
+    Returns ids, int64 of shape (seq_len, batch_size) (indices into ``alphabet``), and labels,
+    int64 of the same shape.
+    """
+    rng = np.random.default_rng(rng)
+    _check_size("word_detection", "batch_size", batch_size)
+    _check_size("word_detection", "seq_len", seq_len)
+    if len(word) < 2 or not set(word) <= set(alphabet) or len(set(alphabet)) != len(alphabet):
+        raise ValueError(f"word_detection: the word {word!r} must have at least 2 characters, all in the "
+                         f"alphabet {alphabet!r} (which must not repeat a character)")
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"word_detection: rate must be in [0, 1], got {rate}")
+    codes = np.array([alphabet.index(c) for c in word])
+    n = len(codes)
+    ids = rng.integers(0, len(alphabet), (seq_len, batch_size))
+    starts, columns = np.nonzero(rng.random((max(seq_len - n + 1, 0), batch_size)) < rate)
+    for start, column in zip(starts.tolist(), columns.tolist(), strict=True):
+        ids[start:start + n, column] = codes if rng.random() < 0.5 else rng.permutation(codes)
+    labels = np.zeros((seq_len, batch_size), dtype=np.int64)
+    if seq_len >= n:
+        windows = np.lib.stride_tricks.sliding_window_view(ids, n, axis=0)  # (T - n + 1, B, n)
+        labels[n - 1:] = (windows == codes).all(axis=-1)
+    return ids.astype(np.int64), labels
+
+
+SENTIMENT_VOCAB = ("<pad>", "not", "but", "the", "film", "plot", "acting", "was", "is", "really", "quite",
+                   "good", "great", "fine", "bad", "awful", "dull")
+"""The words of :func:`sentiment_phrases`; a word's id is its index, and 0 is padding."""
+
+_SUBJECTS, _VERBS, _INTENSIFIERS = ("film", "plot", "acting"), ("was", "is"), ("really", "quite")
+_POSITIVE, _NEGATIVE = ("good", "great", "fine"), ("bad", "awful", "dull")
+
+
+def sentiment_phrases(rng, batch_size):
+    """Short reviews whose sentiment depends on word order, for many-to-one classification.
+
+    A phrase is one clause, or two joined by "but" (each with probability 1/2), and a clause
+    is "the <subject> <verb> [not] [really|quite] <adjective>", each bracket present with
+    probability 1/2, e.g. "the film was not really good but the plot is great". The
+    sentiment of the phrase is that of its last clause: its adjective's polarity, flipped if
+    the clause has "not". Neither the words present nor their counts decide it ("good but
+    not bad" and "not good but bad" have the same words), so a bag-of-words model cannot
+    solve the task, while a recurrent network that reads in order can.
+
+    Returns ids, int64 of shape (T, batch_size) (indices into :data:`SENTIMENT_VOCAB`, padded
+    with 0 after each phrase's end; T is the longest phrase), lengths, int64 of shape
+    (batch_size,), and labels, int64 of shape (batch_size,): 1 positive, 0 negative.
+    """
+    rng = np.random.default_rng(rng)
+    _check_size("sentiment_phrases", "batch_size", batch_size)
+    phrases, labels = [], []
+    for _ in range(batch_size):
+        words = []
+        for clause in range(1 + (rng.random() < 0.5)):
+            if clause:
+                words.append("but")
+            negated, positive = rng.random() < 0.5, rng.random() < 0.5
+            words += ["the", _pick(rng, _SUBJECTS), _pick(rng, _VERBS)]
+            words += ["not"] * negated
+            words += [_pick(rng, _INTENSIFIERS)] * (rng.random() < 0.5)
+            words.append(_pick(rng, _POSITIVE if positive else _NEGATIVE))
+        phrases.append([SENTIMENT_VOCAB.index(w) for w in words])
+        labels.append(int(positive != negated))  # those of the last clause
+    lengths = np.array([len(p) for p in phrases], dtype=np.int64)
+    ids = np.zeros((lengths.max(), batch_size), dtype=np.int64)
+    for column, phrase in enumerate(phrases):
+        ids[:len(phrase), column] = phrase
+    return ids, lengths, np.array(labels, dtype=np.int64)
+
+
+def reverse_digits(rng, batch_size, length, num_digits=10):
+    """Random digit strings and their reversals, for sequence-to-sequence learning.
+
+    Returns source, int64 of shape (length, batch_size) with digits drawn uniformly from
+    0 .. num_digits - 1, and target = source[::-1] (a copy), of the same shape.
+    """
+    rng = np.random.default_rng(rng)
+    for name, value in (("batch_size", batch_size), ("length", length), ("num_digits", num_digits)):
+        _check_size("reverse_digits", name, value)
+    source = rng.integers(0, num_digits, (length, batch_size), dtype=np.int64)
+    return source, source[::-1].copy()
+
+
+def noisy_sine(rng, batch_size, seq_len, noise=0.1, frequency=(0.1, 0.3)):
+    """Noisy samples of sine waves and the clean next sample, for time-series prediction.
+
+    Sequence b is sₜ = sin(ω t + φ) with ω ~ U(``frequency``) (radians per step) and
+    φ ~ U(0, 2π), observed with Gaussian noise: xₜ = sₜ + εₜ, εₜ ~ N(0, noise²). The target
+    of step t is the clean next value sₜ₊₁.
+
+    Predicting the last observation, ŝₜ₊₁ = xₜ, has mean squared error E[(sₜ₊₁ - sₜ)²] + noise².
+
+    Returns x and y, float32 of shape (seq_len, batch_size, 1).
+    """
+    rng = np.random.default_rng(rng)
+    _check_size("noisy_sine", "batch_size", batch_size)
+    _check_size("noisy_sine", "seq_len", seq_len)
+    if noise < 0 or not 0 <= frequency[0] <= frequency[1]:
+        raise ValueError(f"noisy_sine: noise must be non-negative and frequency an interval (low, high) "
+                         f"with 0 <= low <= high, got noise={noise} and frequency={frequency}")
+    omega = rng.uniform(frequency[0], frequency[1], batch_size)
+    phase = rng.uniform(0, 2 * np.pi, batch_size)
+    clean = np.sin(np.arange(seq_len + 1)[:, None] * omega + phase)  # (T + 1, B)
+    x = clean[:-1] + noise * rng.standard_normal((seq_len, batch_size))
+    return x[..., None].astype(np.float32), clean[1:, :, None].astype(np.float32)
+
+
+def next_token(rng, batch_size, seq_len, num_tokens, offset=1):
+    """Random tokens with, as the target of each step, the token ``offset`` steps ahead.
+
+    The tokens are independent and uniform over 0 .. num_tokens - 1, so the past says
+    nothing about the future: a model that reads only up to step t is right with
+    probability 1/num_tokens, and one that also reads the sequence backwards (a
+    bidirectional RNN) can be right always.
+
+    Returns ids, int64 of shape (seq_len, batch_size), and targets = ids[offset:], int64 of
+    shape (seq_len - offset, batch_size): targets[t] is the token at step t + offset.
+    """
+    rng = np.random.default_rng(rng)
+    for name, value in (("batch_size", batch_size), ("num_tokens", num_tokens), ("offset", offset)):
+        _check_size("next_token", name, value)
+    _check_size("next_token", "seq_len", seq_len, minimum=offset + 1)
+    ids = rng.integers(0, num_tokens, (seq_len, batch_size), dtype=np.int64)
+    return ids, ids[offset:].copy()
+
+
+def _pick(rng, words):
+    return words[rng.integers(len(words))]
+
+
+def _check_size(owner, name, value, minimum=1):
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be at least {minimum}, got {value}")
