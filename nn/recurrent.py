@@ -73,11 +73,6 @@ def _initial_state(owner, hx, names, shape, inner_shape, dtype):
     return tuple(state.reshape(inner_shape) for state in states)
 
 
-def _unbind(x):
-    """The slices x[0], x[1], ... as Variables, cut by one split (whose backward is one concat)."""
-    return [piece.reshape(piece.shape[1:]) for piece in F.split(x, x.shape[0], axis=0)]
-
-
 # ----------------------------------------------------------------------------- cells
 class _CellBase(Module):
     """One step of a recurrent cell, with the parameters weight_ih, weight_hh, bias_ih, bias_hh."""
@@ -248,7 +243,7 @@ class _RNNBase(Module):
         shape = (stacked, batch, self.hidden_size) if batched else (stacked, self.hidden_size)
         names = ("h_0", "c_0") if self.mode == "LSTM" else ("h_0",)
         states = _initial_state(owner, hx, names, shape, (stacked, batch, self.hidden_size), dtype)
-        states = list(zip(*(_unbind(s) for s in states), strict=True))  # one per layer and direction
+        states = list(zip(*(F.unbind(s) for s in states), strict=True))  # one per layer and direction
 
         finals = []
         output = x
@@ -294,7 +289,7 @@ class _RNNBase(Module):
         weight_hh, bias_hh = getattr(self, "weight_hh" + suffix), getattr(self, "bias_hh" + suffix, None)
         name = f"{type(self).__name__.lower()}.l{layer}" + (".reverse" if reverse else "")
         with tg.scope(name):
-            input_gates = _unbind(F.linear(x, getattr(self, "weight_ih" + suffix),
+            input_gates = F.unbind(F.linear(x, getattr(self, "weight_ih" + suffix),
                                            getattr(self, "bias_ih" + suffix, None)))
             steps = len(input_gates)
             outputs = [None] * steps

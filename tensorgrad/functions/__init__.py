@@ -74,6 +74,7 @@ from tensorgrad.functions.shape import (
     Stack,
     SumTo,
     Transpose,
+    Unbind,
     broadcast_to,
     concat,
     getitem,
@@ -82,17 +83,18 @@ from tensorgrad.functions.shape import (
     stack,
     sum_to,
     transpose,
+    unbind,
 )
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "pow", "matmul", "linear", "astype",
     "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "clip", "maximum", "where",
     "sum", "mean", "max", "logsumexp", "softmax", "log_softmax",
-    "reshape", "transpose", "broadcast_to", "sum_to", "getitem", "concat", "stack", "split",
+    "reshape", "transpose", "broadcast_to", "sum_to", "getitem", "concat", "stack", "split", "unbind",
     "embedding", "dropout", "rnn_cell", "lstm_cell", "gru_cell",
     "Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Linear", "AsType",
     "Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "ReLU", "Clip", "Maximum", "Where", "Mask",
     "Sum", "Mean", "Max", "LogSumExp", "Softmax", "LogSoftmax",
     "Reshape", "Transpose", "BroadcastTo", "SumTo", "GetItem", "GetItemGrad", "Concat",
-    "Stack", "Split", "Embedding", "EmbeddingGrad", "FusedRNNCell", "FusedLSTMCell", "FusedGRUCell",
+    "Stack", "Split", "Unbind", "Embedding", "EmbeddingGrad", "FusedRNNCell", "FusedLSTMCell", "FusedGRUCell",
 ]

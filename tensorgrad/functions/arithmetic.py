@@ -53,7 +53,9 @@ class Mul(Function):
 
     def backward(self, gy):
         a, b = self.inputs
-        return _reduce(gy * b, a), _reduce(gy * a, b)
+        ga = _reduce(gy * b, a) if a.requires_grad else None
+        gb = _reduce(gy * a, b) if b.requires_grad else None
+        return ga, gb
 
 
 class Div(Function):

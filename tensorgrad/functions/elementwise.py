@@ -56,8 +56,23 @@ class Tanh(Function):
         return np.tanh(x)
 
     def backward(self, gy):
-        y = self.outputs[0]()
+        return TanhGrad()(gy, self.outputs[0]())
+
+
+class TanhGrad(Function):
+    """The backward of tanh as one node: gx = gy ⊙ (1 - y²) for y = tanh x.
+
+    Its own backward (for second derivatives): ∂gx/∂gy = 1 - y², ∂gx/∂y = -2 gy ⊙ y.
+    """
+
+    op = "tanh_grad"
+
+    def forward(self, gy, y):
         return gy * (1 - y * y)
+
+    def backward(self, ggx):
+        gy, y = self.inputs
+        return TanhGrad()(ggx, y), -2 * ggx * gy * y
 
 
 class Sigmoid(Function):
@@ -75,8 +90,23 @@ class Sigmoid(Function):
         return y
 
     def backward(self, gy):
-        y = self.outputs[0]()
+        return SigmoidGrad()(gy, self.outputs[0]())
+
+
+class SigmoidGrad(Function):
+    """The backward of σ as one node: gx = gy ⊙ y(1 - y) for y = σ(x).
+
+    Its own backward (for second derivatives): ∂gx/∂gy = y(1 - y), ∂gx/∂y = gy ⊙ (1 - 2y).
+    """
+
+    op = "sigmoid_grad"
+
+    def forward(self, gy, y):
         return gy * y * (1 - y)
+
+    def backward(self, ggx):
+        gy, y = self.inputs
+        return SigmoidGrad()(ggx, y), ggx * gy * (1 - 2 * y)
 
 
 class Mask(Function):

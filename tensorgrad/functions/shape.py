@@ -151,9 +151,23 @@ class Stack(Function):
         return np.stack(xs, axis=self.axis)
 
     def backward(self, gy):
-        axis = self.axis % gy.ndim
-        lead = (slice(None),) * axis
-        return tuple(getitem(gy, lead + (i,)) for i in range(len(self.inputs)))
+        return Unbind(self.axis)(gy)
+
+
+class Unbind(Function):
+    """(y₀, y₁, ...) = the slices x[..., i, ...] along ``axis`` (that axis removed);
+    ∂L/∂x = stack(∂L/∂yᵢ). The inverse of Stack, in one node."""
+
+    op = "unbind"
+
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, x):
+        return tuple(np.moveaxis(x, self.axis, 0))
+
+    def backward(self, *gys):
+        return stack(gys, self.axis)
 
 
 class Split(Function):
@@ -246,6 +260,13 @@ def stack(xs, axis=0):
     if len(shapes) > 1:
         raise ShapeError(f"stack: inputs must share one shape, got {sorted(shapes)}")
     return Stack(axis)(*xs)
+
+
+def unbind(x, axis=0):
+    """The slices of ``x`` along ``axis``, each without that axis (the inverse of ``stack``)."""
+    if not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"unbind: axis {axis} is out of range for shape {x.shape}")
+    return Unbind(axis % x.ndim)(x)
 
 
 def split(x, indices_or_sections, axis=0):

@@ -623,3 +623,14 @@ def test_indexing_operator(data, shape):
     ids = data.draw(st.lists(st.integers(0, shape[0] - 1), min_size=1, max_size=5))
     np.testing.assert_array_equal(tg.Variable(x)[ids].data, x[ids])  # a list indexes like an array
     check(lambda v: v[ids], x)
+
+
+def test_unbind_is_the_inverse_of_stack():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 2))
+    for axis in (0, 1, -1):
+        pieces = F.unbind(tg.Variable(x), axis)
+        assert len(pieces) == x.shape[axis]
+        np.testing.assert_array_equal(F.stack(pieces, axis).data, x)
+        assert tg.gradcheck(lambda v, axis=axis: F.unbind(v, axis)[1] * 2.0, x)
+        assert tg.gradgradcheck(lambda v, axis=axis: F.tanh(F.unbind(v, axis)[0]), x)
