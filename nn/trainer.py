@@ -36,7 +36,7 @@ class TrainConfig:
     layers: int = 1
     seq_len: int = 64
     batch: int = 32
-    steps: int = 1000
+    steps: int = 2000
     lr: float = 3e-3
     clip: float = 5.0
     seed: int = 0
