@@ -184,7 +184,11 @@ class Trainer:
 
     def run(self):
         """Train up to ``config.steps``, with progress, samples and checkpoints."""
-        from tqdm import tqdm
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            raise ImportError("training shows its progress with tqdm, which is not installed: "
+                              "pip install 'tensorgrad[train]'") from None
 
         config = self.config
         chars_per_step = config.batch * config.seq_len
@@ -195,11 +199,13 @@ class Trainer:
         bar = tqdm(total=config.steps, initial=self.step, disable=not self.progress,
                    unit="step", dynamic_ncols=True)
         write = bar.write if self.progress else self.log
+        speed = None
         try:
             while self.step < config.steps:
                 start = time.perf_counter()
                 loss = self.train_step()
-                speed = chars_per_step / (time.perf_counter() - start)
+                current = chars_per_step / (time.perf_counter() - start)
+                speed = current if speed is None else 0.9 * speed + 0.1 * current  # a steady reading
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", bpc=f"{loss * LOG2E:.3f}", chars_s=f"{speed:,.0f}")
                 if self.step % config.sample_every == 0 or self.step == 1:
