@@ -1,6 +1,6 @@
 """nn: networks built from tensorgrad Functions, with PyTorch's names, shapes and semantics."""
 
-from nn import data, generate, optim
+from nn import data, generate, optim, tasks
 from nn.charlm import CharRNN, sample_text
 from nn.checkpoint import load, save
 from nn.clip import clip_grad_norm, clip_grad_value
@@ -12,6 +12,6 @@ from nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 __all__ = [
     "Module", "Parameter", "Linear", "Embedding", "Dropout", "LayerNorm", "Sequential",
     "softmax_cross_entropy", "mse_loss", "SoftmaxCrossEntropy", "MSELoss", "clip_grad_norm",
-    "clip_grad_value", "save", "load", "optim", "data", "generate",
+    "clip_grad_value", "save", "load", "optim", "data", "generate", "tasks",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "CharRNN", "sample_text",
 ]

@@ -102,9 +102,11 @@ def sentiment_phrases(rng, batch_size):
     is "the <subject> <verb> [not] [really|quite] <adjective>", each bracket present with
     probability 1/2, e.g. "the film was not really good but the plot is great". The
     sentiment of the phrase is that of its last clause: its adjective's polarity, flipped if
-    the clause has "not". Neither the words present nor their counts decide it ("good but
-    not bad" and "not good but bad" have the same words), so a bag-of-words model cannot
-    solve the task, while a recurrent network that reads in order can.
+    the clause has "not". The words present and their counts do not decide it: "the film was
+    good but the plot is not bad" (positive) and "the film was not good but the plot is bad"
+    (negative) have the same words. Even the best possible function of the word counts is
+    right only 13/16 of the time (always for one clause, 5/8 of the time for two), while a
+    recurrent network that reads the words in order can be right always.
 
     Returns ids, int64 of shape (T, batch_size) (indices into :data:`SENTIMENT_VOCAB`, padded
     with 0 after each phrase's end; T is the longest phrase), lengths, int64 of shape

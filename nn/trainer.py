@@ -224,6 +224,8 @@ class Trainer:
             raise
         bar.close()
         val = evaluate(self.model, self.val_batches)
+        if self.validation and self.validation[-1][0] == self.step:
+            self.validation.pop()  # the estimate on a few windows gives way to the full one
         self.validation.append((self.step, val))
         self.save()
         curve = self.plot()

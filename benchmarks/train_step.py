@@ -1,0 +1,351 @@
+"""One training step of a character-level language model: tensorgrad, PyTorch and hand-written NumPy.
+
+    python benchmarks/train_step.py [--quick] [--threads 1 2] [--repeats 15] [--modes rnn lstm gru]
+
+The step: embedding (V = 65, E = H) → one recurrent layer over T steps → linear to V at
+every step → softmax cross-entropy averaged over T·B → backward → clipping to global norm 5
+→ Adam, float32, for (H, B, T) = (128, 32, 64), (256, 32, 64), (512, 64, 64). The engines
+start from the same weights and see the same data:
+
+- tensorgrad: ``nn.CharRNN``, ``nn.softmax_cross_entropy``, ``loss.backward()``,
+  ``nn.clip_grad_norm``, ``nn.optim.Adam``, as ``tensorgrad train`` runs them;
+- PyTorch (when installed): ``torch.nn.Embedding``, ``RNN``/``LSTM``/``GRU``, ``Linear``,
+  ``cross_entropy``, ``clip_grad_norm_``, ``torch.optim.Adam``;
+- ``numpy_bptt.py``: the forward pass and BPTT written by hand in NumPy.
+
+The machine may be shared and its speed may drift, so the engines run in alternation (the
+order rotating every round) and the table gives medians and, for the ratios, the median of
+the per-round ratios. BLAS threads are set explicitly (threadpoolctl for NumPy's BLAS,
+``torch.set_num_threads`` for PyTorch). Peak memory is measured in a child process per
+engine, over one step after warm-up: the growth of the resident set (all engines; glibc is
+told to give large blocks back to the system at once, so that the peak shows) and, for the
+NumPy engines, the peak of NumPy's allocations under tracemalloc.
+
+Then inference: a no_grad forward over a sequence (tokens/s), sampling one character at a
+time (characters/s), and a check that memory under no_grad does not grow with the length.
+"""
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+from numpy_bptt import CharLM
+from overhead import machine
+from threadpoolctl import threadpool_limits
+
+import tensorgrad as tg
+from nn.charlm import CharRNN
+from nn.clip import clip_grad_norm
+from nn.losses import softmax_cross_entropy
+from nn.optim import Adam
+
+try:
+    import torch
+except ImportError:  # the comparison is optional
+    torch = None
+
+VOCAB = 65
+MAX_NORM = 5.0
+LR = 2e-3
+MODES = ("rnn", "lstm", "gru")
+SIZES = ((128, 32, 64), (256, 32, 64), (512, 64, 64))  # (H, B, T)
+
+
+# ----------------------------------------------------------------------------- the engines
+class TensorgradLM:
+    name = "tensorgrad"
+
+    def __init__(self, params, mode):
+        hidden = params["rnn.weight_hh_l0"].shape[1]
+        self.model = CharRNN(VOCAB, hidden, 1, mode)
+        self.model.load_state_dict(params)
+        self.optimizer = Adam(self.model.parameters(), lr=LR)
+
+    def step(self, ids, targets):
+        logits, _ = self.model(ids)
+        loss = softmax_cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1))
+        self.model.zero_grad()
+        loss.backward()
+        clip_grad_norm(self.model.parameters(), MAX_NORM)
+        self.optimizer.step()
+        return loss.item()
+
+    def forward(self, ids, state=None):
+        with tg.no_grad():
+            logits, state = self.model(ids, state)
+        return logits.data, state
+
+
+class NumpyLM:
+    name = "numpy"
+
+    def __init__(self, params, mode):
+        self.model = CharLM(params, mode, lr=LR)
+
+    def step(self, ids, targets):
+        return self.model.step(ids, targets, MAX_NORM)
+
+    def forward(self, ids, state=None):
+        return self.model.forward(ids, state)
+
+
+if torch is not None:
+    class TorchCharRNN(torch.nn.Module):
+        """The model of nn.CharRNN, with the same parameter names."""
+
+        def __init__(self, hidden, mode):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(VOCAB, hidden)
+            self.rnn = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[mode](hidden, hidden)
+            self.head = torch.nn.Linear(hidden, VOCAB)
+
+        def forward(self, ids, state=None):
+            output, state = self.rnn(self.embedding(ids), state)
+            return self.head(output), state
+
+
+class TorchLM:
+    name = "pytorch"
+
+    def __init__(self, params, mode):
+        self.model = TorchCharRNN(params["rnn.weight_hh_l0"].shape[1], mode)
+        self.model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in params.items()})
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=LR)
+
+    def step(self, ids, targets):
+        logits, _ = self.model(torch.from_numpy(ids))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), torch.from_numpy(targets).reshape(-1))
+        self.optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), MAX_NORM)
+        self.optimizer.step()
+        return loss.item()
+
+    def forward(self, ids, state=None):
+        with torch.no_grad():
+            logits, state = self.model(torch.from_numpy(ids), state)
+        return logits.numpy(), state
+
+
+ENGINES = [TensorgradLM, TorchLM, NumpyLM] if torch is not None else [TensorgradLM, NumpyLM]
+
+
+def initial_weights(mode, hidden):
+    """A float32 state dict of a fresh nn.CharRNN (the same for every engine)."""
+    tg.manual_seed(0)
+    return CharRNN(VOCAB, hidden, 1, mode).state_dict()
+
+
+def batch(steps, batch_size, seed=0):
+    """Input ids and next-character targets, both (T, B) int64."""
+    ids = np.random.default_rng(seed).integers(0, VOCAB, (steps + 1, batch_size))
+    return ids[:-1], ids[1:]
+
+
+def set_threads(threads):
+    """Use ``threads`` BLAS threads in NumPy and threads in PyTorch from now on."""
+    threadpool_limits(limits=threads, user_api="blas")
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- measuring
+def interleaved(tasks, repeats):
+    """Seconds of each of ``tasks`` (name → callable) per run, the order rotating every round."""
+    names = list(tasks)
+    times = {name: [] for name in names}
+    for task in tasks.values():  # warm-up: first-call costs, caches, optimizer state
+        task()
+        task()
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            start = time.perf_counter()
+            tasks[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def summary(times, reference="tensorgrad"):
+    """Median seconds per engine, and the median per-round ratio of ``reference`` to each."""
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    ratios = {name: statistics.median(a / b for a, b in zip(times[reference], ts))
+              for name, ts in times.items() if name != reference}
+    return medians, ratios
+
+
+def peak_memory(engine, mode, size, threads):
+    """Peak memory of one training step in a child process: {"rss": bytes, "traced": bytes or None}."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    command = [sys.executable, __file__, "--memory-child", json.dumps([engine, mode, list(size), threads])]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def _status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+
+
+def memory_child(spec):
+    """Run in the child: warm up, then measure one step by resident set and one by tracemalloc."""
+    name, mode, (hidden, batch_size, steps), threads = json.loads(spec)
+    set_threads(threads)
+    engine = next(e for e in ENGINES if e.name == name)(initial_weights(mode, hidden), mode)
+    ids, targets = batch(steps, batch_size)
+    engine.step(ids, targets)
+    engine.step(ids, targets)
+    gc.collect()
+    rss = None
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak resident set (VmHWM) to the current one
+        before = _status("VmRSS")
+        engine.step(ids, targets)
+        rss = _status("VmHWM") - before
+    except OSError:  # not Linux, or not allowed
+        pass
+    traced = None
+    if name != "pytorch":  # PyTorch's allocations bypass tracemalloc
+        gc.collect()
+        tracemalloc.start()
+        engine.step(ids, targets)
+        traced = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    print(json.dumps({"rss": rss, "traced": traced}))
+
+
+def sample(engine, length, rng):
+    """``length`` characters drawn one at a time, each fed back in (batch of 1)."""
+    state, char = None, 0
+    for _ in range(length):
+        logits, state = engine.forward(np.array([[char]]), state)
+        p = np.exp(logits[-1, 0] - logits[-1, 0].max())
+        char = min(int(np.searchsorted(np.cumsum(p), rng.random() * p.sum())), VOCAB - 1)
+    return char
+
+
+def traced_peak(run):
+    gc.collect()
+    tracemalloc.start()
+    run()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+# ----------------------------------------------------------------------------- the report
+def mb(n):
+    return "–" if n is None else f"{n / 2**20:.1f}"
+
+
+def training(modes, sizes, threads, repeats, memory):
+    print(f"\n### Training step, {threads} thread{'s' if threads > 1 else ''} "
+          f"(median of {repeats} interleaved runs)\n")
+    names = [e.name for e in ENGINES]
+    header = ["model", "H, B, T"] + [f"{n} ms" for n in names] + [f"tensorgrad/{n}" for n in names[1:]]
+    header += ["tokens/s " + n for n in names]
+    if memory:
+        header += [f"peak RSS MB {n}" for n in names] + [f"peak traced MB {n}" for n in names if n != "pytorch"]
+        header += ["memory tensorgrad/numpy"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for mode in modes:
+        for size in sizes:
+            hidden, batch_size, steps = size
+            params = initial_weights(mode, hidden)
+            ids, targets = batch(steps, batch_size)
+            engines = [e(params, mode) for e in ENGINES]
+            times = interleaved({e.name: lambda e=e: e.step(ids, targets) for e in engines}, repeats)
+            medians, ratios = summary(times)
+            row = [mode, f"{hidden}, {batch_size}, {steps}"]
+            row += [f"{medians[n] * 1e3:.1f}" for n in names] + [f"{ratios[n]:.2f}" for n in names[1:]]
+            row += [f"{steps * batch_size / medians[n]:,.0f}" for n in names]
+            if memory:
+                peaks = {n: peak_memory(n, mode, size, threads) for n in names}
+                row += [mb(peaks[n]["rss"]) for n in names]
+                row += [mb(peaks[n]["traced"]) for n in names if n != "pytorch"]
+                row += [f"{peaks['tensorgrad']['traced'] / peaks['numpy']['traced']:.2f}"]
+            print("| " + " | ".join(row) + " |", flush=True)
+
+
+def inference(modes, sizes, threads, repeats, sample_length):
+    print(f"\n### Inference, {threads} thread{'s' if threads > 1 else ''}: no_grad forward over (T, B) "
+          f"tokens, and sampling {sample_length} characters one at a time (B = 1)\n")
+    names = [e.name for e in ENGINES]
+    header = ["model", "H, B, T"] + [f"forward tokens/s {n}" for n in names]
+    header += [f"sampling chars/s {n}" for n in names] + [f"sampling tensorgrad/{n}" for n in names[1:]]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for mode in modes:
+        for size in sizes:
+            hidden, batch_size, steps = size
+            params = initial_weights(mode, hidden)
+            ids, _ = batch(steps, batch_size)
+            engines = [e(params, mode) for e in ENGINES]
+            forward, _ = summary(interleaved({e.name: lambda e=e: e.forward(ids) for e in engines}, repeats))
+            rng = np.random.default_rng(0)
+            times = interleaved({e.name: lambda e=e: sample(e, sample_length, rng) for e in engines}, repeats)
+            sampling, ratios = summary(times)
+            row = [mode, f"{hidden}, {batch_size}, {steps}"]
+            row += [f"{steps * batch_size / forward[n]:,.0f}" for n in names]
+            row += [f"{sample_length / sampling[n]:,.0f}" for n in names]
+            row += [f"{ratios[n]:.2f}" for n in names[1:]]
+            print("| " + " | ".join(row) + " |", flush=True)
+
+
+def flat_memory(hidden=256, batch_size=32):
+    """Peak memory under no_grad against the sequence length, tensorgrad beside hand-written NumPy."""
+    print(f"\n### Memory under no_grad (LSTM, H = {hidden}; tracemalloc peaks)\n")
+    params = initial_weights("lstm", hidden)
+    engines = [TensorgradLM(params, "lstm"), NumpyLM(params, "lstm")]
+    print(f"| forward over T steps, B = {batch_size} | tensorgrad MB | numpy MB | ratio | "
+          "tensorgrad, gradients recorded, MB |")
+    print("|---|---|---|---|---|")
+    for steps in (64, 256, 1024):
+        ids, _ = batch(steps, batch_size)
+        peaks = [traced_peak(lambda e=e: e.forward(ids)) for e in engines]
+        recorded = traced_peak(lambda: engines[0].model(ids))
+        print(f"| T = {steps} | {mb(peaks[0])} | {mb(peaks[1])} | {peaks[0] / peaks[1]:.2f} | {mb(recorded)} |")
+    print("\n| sampling n characters | tensorgrad KB | numpy KB |\n|---|---|---|")
+    for length in (100, 1000, 4000):
+        peaks = [traced_peak(lambda e=e: sample(e, length, np.random.default_rng(0))) for e in engines]
+        print(f"| n = {length} | {peaks[0] / 1024:.0f} | {peaks[1] / 1024:.0f} |")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the smallest size only, 5 repeats, no memory")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="BLAS/PyTorch threads")
+    parser.add_argument("--repeats", type=int, default=15, help="runs of each engine per row")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    parser.add_argument("--no-inference", action="store_true", help="skip the inference tables")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        return memory_child(args.memory_child)
+    sizes = SIZES[:1] if args.quick else SIZES
+    repeats = 5 if args.quick else args.repeats
+    memory = not (args.quick or args.no_memory)
+    print(f"machine: {machine()}, {time.strftime('%Y-%m-%d')}")
+    if torch is not None:
+        print(f"PyTorch {torch.__version__}")
+    for threads in args.threads:
+        set_threads(threads)
+        training(args.modes, sizes, threads, repeats, memory)
+        if not args.no_inference:
+            inference(args.modes, sizes, threads, repeats, sample_length=50 if args.quick else 200)
+    if not args.no_inference:
+        set_threads(1)
+        flat_memory()
+
+
+if __name__ == "__main__":
+    main()
