@@ -26,21 +26,42 @@ def is_grad_enabled():
     return state.grad_enabled
 
 
-class set_grad_enabled(contextlib.ContextDecorator):
-    """Turn recording on or off inside (context manager or decorator)."""
+class _Switch(contextlib.ContextDecorator):
+    """Set one attribute of ``state`` inside, and restore what it was on the way out.
 
-    def __init__(self, enabled):
-        self._enabled = bool(enabled)
+    Subclasses name the attribute; ``value`` computes the new setting from the old one.
+    """
+
+    attribute = None
+
+    def __init__(self):
         self._saved = []
 
+    def value(self, outer):
+        raise NotImplementedError
+
     def __enter__(self):
-        self._saved.append(state.grad_enabled)
-        state.grad_enabled = self._enabled
+        outer = getattr(state, self.attribute)
+        self._saved.append(outer)
+        setattr(state, self.attribute, self.value(outer))
         return self
 
     def __exit__(self, *exc):
-        state.grad_enabled = self._saved.pop()
+        setattr(state, self.attribute, self._saved.pop())
         return False
+
+
+class set_grad_enabled(_Switch):
+    """Turn recording on or off inside (context manager or decorator)."""
+
+    attribute = "grad_enabled"
+
+    def __init__(self, enabled):
+        super().__init__()
+        self.enabled = bool(enabled)
+
+    def value(self, outer):
+        return self.enabled
 
 
 def no_grad():
@@ -56,7 +77,7 @@ def enable_grad():
     return set_grad_enabled(True)
 
 
-class scope(contextlib.ContextDecorator):
+class scope(_Switch):
     """Tag every Function recorded inside with a name, e.g. a time step.
 
     Scopes nest into a path: ``with scope("lstm.l0"): with scope("t=3"): ...`` tags the
@@ -64,40 +85,31 @@ class scope(contextlib.ContextDecorator):
     a cluster.
     """
 
+    attribute = "scope"
+
     def __init__(self, name):
+        super().__init__()
         name = str(name)
         if not name or "/" in name:
             raise ValueError(f"scope: name must be non-empty and contain no '/', got {name!r}")
         self.name = name
-        self._saved = []
 
-    def __enter__(self):
-        outer = state.scope
-        self._saved.append(outer)
-        state.scope = self.name if outer is None else f"{outer}/{self.name}"
-        return self
-
-    def __exit__(self, *exc):
-        state.scope = self._saved.pop()
-        return False
+    def value(self, outer):
+        return self.name if outer is None else f"{outer}/{self.name}"
 
 
-class detect_anomaly(contextlib.ContextDecorator):
+class detect_anomaly(_Switch):
     """Fail at the first Function whose output or input gradient holds NaN or Inf.
 
     The error names the Function and the source line where it was recorded. Checking costs
     a pass over every array, so it is off unless asked for.
     """
 
+    attribute = "anomaly"
+
     def __init__(self, enabled=True):
-        self._enabled = bool(enabled)
-        self._saved = []
+        super().__init__()
+        self.enabled = bool(enabled)
 
-    def __enter__(self):
-        self._saved.append(state.anomaly)
-        state.anomaly = self._enabled
-        return self
-
-    def __exit__(self, *exc):
-        state.anomaly = self._saved.pop()
-        return False
+    def value(self, outer):
+        return self.enabled
