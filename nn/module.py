@@ -129,7 +129,7 @@ class Module:
         unexpected = [name for name in state_dict if name not in own]
         if strict and (missing or unexpected):
             raise RuntimeError(f"load_state_dict: {type(self).__name__} state dict does not match: "
-                           f"missing keys {missing}, unexpected keys {unexpected}")
+                               f"missing keys {missing}, unexpected keys {unexpected}")
         updates = []
         for name, param in own.items():
             if name not in state_dict:
