@@ -8,10 +8,11 @@ from nn.layers import Dropout, Embedding, LayerNorm, Linear, Sequential
 from nn.losses import MSELoss, SoftmaxCrossEntropy, mse_loss, softmax_cross_entropy
 from nn.module import Module, Parameter
 from nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from nn.threads import set_num_threads
 
 __all__ = [
     "Module", "Parameter", "Linear", "Embedding", "Dropout", "LayerNorm", "Sequential",
     "softmax_cross_entropy", "mse_loss", "SoftmaxCrossEntropy", "MSELoss", "clip_grad_norm",
     "clip_grad_value", "save", "load", "optim", "data", "generate", "tasks",
-    "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "CharRNN", "sample_text",
+    "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "CharRNN", "sample_text", "set_num_threads",
 ]

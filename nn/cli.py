@@ -5,7 +5,6 @@ one-line message and a non-zero exit status, never a traceback.
 """
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
@@ -13,6 +12,7 @@ from dataclasses import fields
 
 import numpy as np
 
+from nn.threads import set_num_threads
 from nn.trainer import TrainConfig
 
 MODELS = ("lstm", "gru", "rnn")
@@ -74,8 +74,9 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        with _blas_threads(getattr(args, "threads", None)):
-            return {"train": run_train, "sample": run_sample, "graph": run_graph}[args.command](args)
+        if getattr(args, "threads", None) is not None:
+            set_num_threads(args.threads)
+        return {"train": run_train, "sample": run_sample, "graph": run_graph}[args.command](args)
     except KeyboardInterrupt:
         return 130
     except (CommandError, ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as error:
@@ -101,7 +102,6 @@ def run_sample(args):
     from nn.charlm import CharRNN, sample_text
     from nn.checkpoint import load
     from nn.data import CharVocab
-    from nn.trainer import TrainConfig
 
     if not args.temperature > 0:
         raise CommandError(f"--temperature must be > 0, got {args.temperature}")
@@ -133,23 +133,6 @@ def run_graph(args):
     path = draw_unrolled(args.model, args.steps, args.out, collapse=args.collapse)
     print(f"wrote the graph of a {args.steps}-step {args.model.upper()} to {path}")
     return 0
-
-
-@contextlib.contextmanager
-def _blas_threads(count):
-    """Limit the BLAS library's threads to ``count`` inside (no limit for None)."""
-    if count is None:
-        yield
-        return
-    if count < 1:
-        raise CommandError(f"--threads must be at least 1, got {count}")
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # without it the BLAS library keeps its own default
-        yield
-        return
-    with threadpool_limits(limits=count, user_api="blas"):
-        yield
 
 
 def _check_writable(directory):

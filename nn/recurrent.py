@@ -288,6 +288,7 @@ class _RNNBase(Module):
         suffix = self._suffix(layer, reverse)
         weight_hh, bias_hh = getattr(self, "weight_hh" + suffix), getattr(self, "bias_hh" + suffix, None)
         name = f"{type(self).__name__.lower()}.l{layer}" + (".reverse" if reverse else "")
+        weight_hh_t = np.ascontiguousarray(weight_hh.data.T)  # the faster layout for every step
         with tg.scope(name):
             input_gates = F.unbind(F.linear(x, getattr(self, "weight_ih" + suffix),
                                            getattr(self, "bias_ih" + suffix, None)))
@@ -295,7 +296,7 @@ class _RNNBase(Module):
             outputs = [None] * steps
             for t in reversed(range(steps)) if reverse else range(steps):
                 with tg.scope(f"t={t}"):
-                    hidden_gates = F.linear(state[0], weight_hh, bias_hh)
+                    hidden_gates = F.linear(state[0], weight_hh, bias_hh, weight_t=weight_hh_t)
                     new = _step(self.mode, input_gates[t], hidden_gates, state, self.fused)
                     if valid is not None and not valid[t].all():
                         # A sequence past its end keeps its state: h_n is the state at its last
