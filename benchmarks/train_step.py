@@ -121,7 +121,8 @@ class TorchLM:
 
     def step(self, ids, targets):
         logits, _ = self.model(torch.from_numpy(ids))
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), torch.from_numpy(targets).reshape(-1))
+        targets = torch.from_numpy(targets).reshape(-1)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), targets)
         self.optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), MAX_NORM)
@@ -245,33 +246,45 @@ def mb(n):
     return "–" if n is None else f"{n / 2**20:.1f}"
 
 
-def training(modes, sizes, threads, repeats, memory):
-    print(f"\n### Training step, {threads} thread{'s' if threads > 1 else ''} "
-          f"(median of {repeats} interleaved runs)\n")
-    names = [e.name for e in ENGINES]
-    header = ["model", "H, B, T"] + [f"{n} ms" for n in names] + [f"tensorgrad/{n}" for n in names[1:]]
-    header += ["tokens/s " + n for n in names]
-    if memory:
-        header += [f"peak RSS MB {n}" for n in names] + [f"peak traced MB {n}" for n in names if n != "pytorch"]
-        header += ["memory tensorgrad/numpy"]
+def table(header, rows=()):
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |", flush=True)
+
+
+def training(modes, sizes, threads, repeats):
+    print(f"\n### Training step, {threads} thread{'s' if threads > 1 else ''} "
+          f"(median of {repeats} interleaved runs; ratios: median of the per-round ratios)\n")
+    names = [e.name for e in ENGINES]
+    table(["model", "H, B, T"] + [f"{n} ms" for n in names] + [f"tensorgrad / {n}" for n in names[1:]]
+          + ["tokens/s " + n for n in names])
     for mode in modes:
-        for size in sizes:
-            hidden, batch_size, steps = size
+        for hidden, batch_size, steps in sizes:
             params = initial_weights(mode, hidden)
             ids, targets = batch(steps, batch_size)
             engines = [e(params, mode) for e in ENGINES]
-            times = interleaved({e.name: lambda e=e: e.step(ids, targets) for e in engines}, repeats)
+            times = interleaved({e.name: lambda e=e, ids=ids, targets=targets: e.step(ids, targets)
+                                 for e in engines}, repeats)
             medians, ratios = summary(times)
-            row = [mode, f"{hidden}, {batch_size}, {steps}"]
-            row += [f"{medians[n] * 1e3:.1f}" for n in names] + [f"{ratios[n]:.2f}" for n in names[1:]]
-            row += [f"{steps * batch_size / medians[n]:,.0f}" for n in names]
-            if memory:
-                peaks = {n: peak_memory(n, mode, size, threads) for n in names}
-                row += [mb(peaks[n]["rss"]) for n in names]
-                row += [mb(peaks[n]["traced"]) for n in names if n != "pytorch"]
-                row += [f"{peaks['tensorgrad']['traced'] / peaks['numpy']['traced']:.2f}"]
+            table_row = [mode, f"{hidden}, {batch_size}, {steps}"]
+            table_row += [f"{medians[n] * 1e3:.1f}" for n in names] + [f"{ratios[n]:.2f}" for n in names[1:]]
+            table_row += [f"{steps * batch_size / medians[n]:,.0f}" for n in names]
+            print("| " + " | ".join(table_row) + " |", flush=True)
+
+
+def memory(modes, sizes):
+    print("\n### Peak memory of one training step, beyond the model and the optimizer state (MB)\n")
+    names = [e.name for e in ENGINES]
+    traced = [n for n in names if n != "pytorch"]
+    table(["model", "H, B, T"] + [f"NumPy allocations, {n}" for n in traced] + ["tensorgrad / numpy"]
+          + [f"resident set growth, {n}" for n in names])
+    for mode in modes:
+        for size in sizes:
+            peaks = {n: peak_memory(n, mode, size, threads=1) for n in names}
+            row = [mode, ", ".join(map(str, size))] + [mb(peaks[n]["traced"]) for n in traced]
+            row += [f"{peaks['tensorgrad']['traced'] / peaks['numpy']['traced']:.2f}"]
+            row += [mb(peaks[n]["rss"]) for n in names]
             print("| " + " | ".join(row) + " |", flush=True)
 
 
@@ -279,19 +292,18 @@ def inference(modes, sizes, threads, repeats, sample_length):
     print(f"\n### Inference, {threads} thread{'s' if threads > 1 else ''}: no_grad forward over (T, B) "
           f"tokens, and sampling {sample_length} characters one at a time (B = 1)\n")
     names = [e.name for e in ENGINES]
-    header = ["model", "H, B, T"] + [f"forward tokens/s {n}" for n in names]
-    header += [f"sampling chars/s {n}" for n in names] + [f"sampling tensorgrad/{n}" for n in names[1:]]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+    table(["model", "H, B, T"] + [f"forward tokens/s {n}" for n in names]
+          + [f"sampling chars/s {n}" for n in names] + [f"sampling tensorgrad / {n}" for n in names[1:]])
     for mode in modes:
-        for size in sizes:
-            hidden, batch_size, steps = size
+        for hidden, batch_size, steps in sizes:
             params = initial_weights(mode, hidden)
             ids, _ = batch(steps, batch_size)
             engines = [e(params, mode) for e in ENGINES]
-            forward, _ = summary(interleaved({e.name: lambda e=e: e.forward(ids) for e in engines}, repeats))
+            forward, _ = summary(interleaved({e.name: lambda e=e, ids=ids: e.forward(ids) for e in engines},
+                                             repeats))
             rng = np.random.default_rng(0)
-            times = interleaved({e.name: lambda e=e: sample(e, sample_length, rng) for e in engines}, repeats)
+            times = interleaved({e.name: lambda e=e, rng=rng: sample(e, sample_length, rng) for e in engines},
+                                repeats)
             sampling, ratios = summary(times)
             row = [mode, f"{hidden}, {batch_size}, {steps}"]
             row += [f"{steps * batch_size / forward[n]:,.0f}" for n in names]
@@ -302,20 +314,21 @@ def inference(modes, sizes, threads, repeats, sample_length):
 
 def flat_memory(hidden=256, batch_size=32):
     """Peak memory under no_grad against the sequence length, tensorgrad beside hand-written NumPy."""
-    print(f"\n### Memory under no_grad (LSTM, H = {hidden}; tracemalloc peaks)\n")
+    print(f"\n### Memory under no_grad (LSTM, H = {hidden}; peaks of NumPy's allocations)\n")
     params = initial_weights("lstm", hidden)
     engines = [TensorgradLM(params, "lstm"), NumpyLM(params, "lstm")]
-    print(f"| forward over T steps, B = {batch_size} | tensorgrad MB | numpy MB | ratio | "
-          "tensorgrad, gradients recorded, MB |")
-    print("|---|---|---|---|---|")
+    table([f"forward over T steps, B = {batch_size}", "tensorgrad MB", "numpy MB", "ratio",
+           "tensorgrad with gradients recorded, MB"])
     for steps in (64, 256, 1024):
         ids, _ = batch(steps, batch_size)
-        peaks = [traced_peak(lambda e=e: e.forward(ids)) for e in engines]
-        recorded = traced_peak(lambda: engines[0].model(ids))
-        print(f"| T = {steps} | {mb(peaks[0])} | {mb(peaks[1])} | {peaks[0] / peaks[1]:.2f} | {mb(recorded)} |")
-    print("\n| sampling n characters | tensorgrad KB | numpy KB |\n|---|---|---|")
+        peaks = [traced_peak(lambda e=e, ids=ids: e.forward(ids)) for e in engines]
+        recorded = traced_peak(lambda ids=ids: engines[0].model(ids))
+        ratio = peaks[0] / peaks[1]
+        print(f"| T = {steps} | {mb(peaks[0])} | {mb(peaks[1])} | {ratio:.2f} | {mb(recorded)} |")
+    print()
+    table(["sampling n characters (B = 1)", "tensorgrad KB", "numpy KB"])
     for length in (100, 1000, 4000):
-        peaks = [traced_peak(lambda e=e: sample(e, length, np.random.default_rng(0))) for e in engines]
+        peaks = [traced_peak(lambda e=e, n=length: sample(e, n, np.random.default_rng(0))) for e in engines]
         print(f"| n = {length} | {peaks[0] / 1024:.0f} | {peaks[1] / 1024:.0f} |")
 
 
@@ -325,7 +338,7 @@ def main():
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="BLAS/PyTorch threads")
     parser.add_argument("--repeats", type=int, default=15, help="runs of each engine per row")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     parser.add_argument("--no-inference", action="store_true", help="skip the inference tables")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -333,16 +346,16 @@ def main():
         return memory_child(args.memory_child)
     sizes = SIZES[:1] if args.quick else SIZES
     repeats = 5 if args.quick else args.repeats
-    memory = not (args.quick or args.no_memory)
     print(f"machine: {machine()}, {time.strftime('%Y-%m-%d')}")
     if torch is not None:
         print(f"PyTorch {torch.__version__}")
     for threads in args.threads:
         set_threads(threads)
-        training(args.modes, sizes, threads, repeats, memory)
+        training(args.modes, sizes, threads, repeats)
         if not args.no_inference:
             inference(args.modes, sizes, threads, repeats, sample_length=50 if args.quick else 200)
-    if not args.no_inference:
+    if not (args.quick or args.no_memory):
+        memory(args.modes, sizes)
         set_threads(1)
         flat_memory()
 

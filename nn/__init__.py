@@ -8,6 +8,7 @@ from nn.layers import Dropout, Embedding, LayerNorm, Linear, Sequential
 from nn.losses import MSELoss, SoftmaxCrossEntropy, mse_loss, softmax_cross_entropy
 from nn.module import Module, Parameter
 from nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from nn.tbptt import TBPTT
 from nn.threads import set_num_threads
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "softmax_cross_entropy", "mse_loss", "SoftmaxCrossEntropy", "MSELoss", "clip_grad_norm",
     "clip_grad_value", "save", "load", "optim", "data", "generate", "tasks",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "CharRNN", "sample_text", "set_num_threads",
+    "TBPTT",
 ]

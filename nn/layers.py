@@ -1,4 +1,4 @@
-"""The basic layers: Linear, Embedding, Dropout, LayerNorm and the Sequential container."""
+"""The basic layers: Linear, Embedding, Dropout, LayerNorm (and its functional form) and Sequential."""
 
 import math
 from collections import OrderedDict
@@ -110,24 +110,35 @@ class LayerNorm(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x):
-        x = as_variable(x)
-        k = len(self.normalized_shape)
-        if x.ndim < k or x.shape[x.ndim - k:] != self.normalized_shape:
-            raise ShapeError(f"LayerNorm: input of shape {x.shape} does not end with the normalized "
-                             f"shape {self.normalized_shape}")
-        axes = tuple(range(x.ndim - k, x.ndim))
-        centred = x - x.mean(axis=axes, keepdims=True)
-        variance = (centred * centred).mean(axis=axes, keepdims=True)
-        y = centred / F.sqrt(variance + self.eps)
-        if self.weight is not None:
-            y = y * self.weight
-        if self.bias is not None:
-            y = y + self.bias
-        return y
+        return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps, owner="LayerNorm")
 
     def extra_repr(self):
         return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
                 f"bias={self.bias is not None}")
+
+
+def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, owner="layer_norm"):
+    """y = (x - E[x]) / √(Var[x] + eps) ⊙ weight + bias over the trailing axes ``normalized_shape``.
+
+    The functional form of :class:`LayerNorm` (``torch.nn.functional.layer_norm``): the mean
+    and the (biased) variance are taken over those axes; ``weight`` and ``bias`` (None to
+    leave them out) have the shape ``normalized_shape``. ``owner`` names the caller in errors.
+    """
+    x = as_variable(x)
+    normalized_shape = tuple(normalized_shape)
+    k = len(normalized_shape)
+    if x.ndim < k or x.shape[x.ndim - k:] != normalized_shape:
+        raise ShapeError(f"{owner}: input of shape {x.shape} does not end with the normalized "
+                         f"shape {normalized_shape}")
+    axes = tuple(range(x.ndim - k, x.ndim))
+    centred = x - x.mean(axis=axes, keepdims=True)
+    variance = (centred * centred).mean(axis=axes, keepdims=True)
+    y = centred / F.sqrt(variance + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
 
 
 class Sequential(Module):

@@ -6,7 +6,7 @@ import numpy as np
 
 import tensorgrad.functions as F
 from nn.module import Module
-from tensorgrad import ShapeError, as_variable
+from tensorgrad import Function, ShapeError, as_variable, is_grad_enabled
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -48,20 +48,54 @@ def softmax_cross_entropy(logits, targets, *, ignore_index=-100, reduction="mean
         raise IndexError(f"{op}: target {targets[out_of_range][0]} is out of range for "
                          f"{num_classes} classes")
 
-    log_p = F.log_softmax(logits, axis=1)
-    grid = np.indices(targets.shape, sparse=True)
-    log_p_target = log_p[(grid[0], np.where(counted, targets, 0), *grid[1:])]
-    loss = F.where(counted, -log_p_target, 0.0)
-    if label_smoothing > 0:
-        uniform_part = F.where(counted, -log_p.sum(axis=1), 0.0)
-        loss = (1 - label_smoothing) * loss + (label_smoothing / num_classes) * uniform_part
-
+    loss = CrossEntropy(targets, counted, label_smoothing)(logits)
     if reduction == "none":
         return loss.reshape(()) if unbatched else loss
     if reduction == "sum":
         return loss.sum()
     count = int(counted.sum())
     return loss.sum() * (1.0 / count if count else math.nan)
+
+
+class CrossEntropy(Function):
+    """ℓ = -Σ_c q_c log softmax(z)_c over the class axis 1, at each position, in one node:
+
+        q = (1 - ε) onehot(t) + ε/C   (the target distribution, smoothed by ε)
+        ∂ℓ/∂z = softmax(z) - q
+
+    and ℓ = 0, with no gradient, at the positions not ``counted``: one node and a few passes
+    over the logits instead of the composed log_softmax, gather and where.
+    """
+
+    op = "softmax_cross_entropy"
+
+    def __init__(self, targets, counted, label_smoothing):
+        self.targets = np.expand_dims(np.where(counted, targets, 0), 1)  # class indices, (N, 1, d...)
+        self.counted = counted
+        self.label_smoothing = label_smoothing
+
+    def forward(self, z):
+        log_p = z - z.max(axis=1, keepdims=True)
+        p = np.exp(log_p)
+        total = p.sum(axis=1, keepdims=True)
+        p /= total
+        log_p -= np.log(total)
+        self.probabilities = p
+        loss = -np.take_along_axis(log_p, self.targets, axis=1).squeeze(1)
+        if self.label_smoothing > 0:
+            loss *= 1 - self.label_smoothing
+            loss -= self.label_smoothing / z.shape[1] * log_p.sum(axis=1)
+        return np.where(self.counted, loss, 0)
+
+    def backward(self, g):
+        z = self.inputs[0]
+        # The saved softmax, or, when the backward is recorded, softmax recorded as a Function of z.
+        p = F.softmax(z, axis=1) if is_grad_enabled() else as_variable(self.probabilities)
+        smoothing, num_classes = self.label_smoothing, z.shape[1]
+        q = np.full(z.shape, smoothing / num_classes, dtype=z.dtype)
+        np.put_along_axis(q, self.targets, 1 - smoothing + smoothing / num_classes, axis=1)
+        weight = F.where(np.expand_dims(self.counted, 1), F.reshape(g, self.targets.shape), 0.0)
+        return (p - q) * weight
 
 
 def mse_loss(input, target, reduction="mean"):  # noqa: A002 - PyTorch's argument name

@@ -4,7 +4,9 @@ Parameter names and shapes, gate order (LSTM i, f, g, o; GRU r, z, n), equations
 initialisation U(-1/√H, 1/√H) are PyTorch's, so state dicts move between the two. A step
 computes all gates of its hidden side in one matmul and hands them, with the input side,
 to one fused cell Function (``tensorgrad.functions.lstm_cell`` and its siblings); a layer
-projects the input of the whole sequence in one matmul before its loop over time.
+projects the input of the whole sequence in one matmul before its loop over time. The steps
+write into arrays laid out for the whole sequence (``tensorgrad.steps``), so that the
+outputs are stacked, and the weights' gradients summed over the steps, without copies.
 """
 
 import math
@@ -17,18 +19,19 @@ import tensorgrad as tg
 import tensorgrad.functions as F
 from nn import init
 from nn.module import Module, Parameter
+from tensorgrad.steps import StepArrays
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
 
-def _step(mode, input_gates, hidden_gates, state, fused):
+def _step(mode, input_gates, hidden_gates, state, fused, step=None):
     """The next state, (h,) or (h, c), of a ``mode`` cell from both sides of its gates."""
     if mode == "LSTM":
-        return F.lstm_cell(input_gates, hidden_gates, state[1], fused=fused)
+        return F.lstm_cell(input_gates, hidden_gates, state[1], fused=fused, step=step)
     if mode == "GRU":
-        return (F.gru_cell(input_gates, hidden_gates, state[0], fused=fused),)
+        return (F.gru_cell(input_gates, hidden_gates, state[0], fused=fused, step=step),)
     nonlinearity = "tanh" if mode == "RNN_TANH" else "relu"
-    return (F.rnn_cell(input_gates, hidden_gates, nonlinearity, fused=fused),)
+    return (F.rnn_cell(input_gates, hidden_gates, nonlinearity, fused=fused, step=step),)
 
 
 def _rnn_mode(owner, nonlinearity):
@@ -293,11 +296,17 @@ class _RNNBase(Module):
             input_gates = F.unbind(F.linear(x, getattr(self, "weight_ih" + suffix),
                                            getattr(self, "bias_ih" + suffix, None)))
             steps = len(input_gates)
+            # Recorded, the steps write into arrays laid out for the whole sequence (kept for
+            # backward anyway); otherwise each step's arrays are freed as soon as it is done.
+            recorded = tg.is_grad_enabled() and any(
+                v is not None and v.requires_grad for v in (input_gates[0], weight_hh, bias_hh, *state))
+            arrays = StepArrays(steps) if recorded else None
             outputs = [None] * steps
             for t in reversed(range(steps)) if reverse else range(steps):
+                step = None if arrays is None else arrays.step(t)
                 with tg.scope(f"t={t}"):
-                    hidden_gates = F.linear(state[0], weight_hh, bias_hh, weight_t=weight_hh_t)
-                    new = _step(self.mode, input_gates[t], hidden_gates, state, self.fused)
+                    hidden_gates = F.linear(state[0], weight_hh, bias_hh, weight_t=weight_hh_t, step=step)
+                    new = _step(self.mode, input_gates[t], hidden_gates, state, self.fused, step)
                     if valid is not None and not valid[t].all():
                         # A sequence past its end keeps its state: h_n is the state at its last
                         # step, and the reverse direction starts there from h_0.

@@ -5,6 +5,9 @@ before the Functions that consume it. So processing the Functions that reach the
 in decreasing ``seq`` guarantees that each output gradient is complete (summed over all
 its consumers) before it is propagated further. Finding those Functions is an iterative
 walk (no recursion limit) and ordering them is one sort: O(N log N) for N nodes.
+
+A gradient that is not recorded may arrive as a :class:`SumOfProducts`: the terms gᵀx of a
+weight used at every step of a sequence, summed once, when the gradient is complete.
 """
 
 import operator
@@ -13,7 +16,52 @@ import numpy as np
 
 from tensorgrad.function import check_finite
 from tensorgrad.modes import detect_anomaly, set_grad_enabled, state
+from tensorgrad.steps import blocks
 from tensorgrad.variable import Variable, as_variable
+
+
+class SumOfProducts:
+    """The gradient Σᵢ gᵢᵀ xᵢ of a weight W used in several products y = x Wᵀ, kept as its factors.
+
+    A weight applied at every step of a sequence (the hidden side of a recurrent cell) gets
+    one term gₜᵀ hₜ per step. Added up as they come, each term is a thin matmul (as many
+    rows as the batch) and an addition. Kept as factors, the sum is one matmul over the rows
+    of all steps, [g₁; g₂; ...]ᵀ [x₁; x₂; ...], done when the gradient is needed: the
+    weight gradient of a hand-written BPTT (views, not copies, where the steps' arrays are
+    slices of one array: see :mod:`tensorgrad.steps`). Without x it is a bias's gradient Σᵢ gᵢᵀ 1, the
+    sum of the rows of all gᵢ. Linear returns these when its backward is not recorded; the
+    engine merges them and calls :meth:`value` before the gradient is used.
+    """
+
+    __slots__ = ("lefts", "rights", "shape", "dtype")
+
+    def __init__(self, left, right=None):
+        """The term ``left.T @ right`` (or the column sums of ``left``) for 2-d arrays (N, m) and (N, n)."""
+        self.lefts = [left]
+        self.rights = None if right is None else [right]
+        self.shape = left.shape[1:] if right is None else (left.shape[1], right.shape[1])
+        self.dtype = left.dtype if right is None or right.dtype == left.dtype else np.result_type(left, right)
+
+    def add(self, other):
+        self.lefts += other.lefts
+        if self.rights is not None:
+            self.rights += other.rights
+
+    def value(self):
+        """The sum as a Variable (not recorded): one matmul per block of consecutive steps."""
+        total = None
+        for left, right in blocks(self.lefts, self.rights):
+            term = np.add.reduce(left, axis=0) if right is None else left.T @ right
+            if total is None:
+                total = term
+            else:
+                total += term
+        return Variable._result(total, False)
+
+
+def _complete(g):
+    """A gradient as a Variable, summing a SumOfProducts."""
+    return g.value() if type(g) is SumOfProducts else g
 
 
 def reachable_functions(outputs):
@@ -99,6 +147,8 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
                 y = ref()
                 gy = None if y is None else grads.pop(id(y), None)
                 if gy is not None:
+                    if type(gy) is SumOfProducts:
+                        gy = gy.value()
                     if y._hooks:
                         gy = _run_hooks(y, gy)
                     if wanted is not None:
@@ -119,17 +169,18 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
                 raise RuntimeError(f"{function.name}.backward returned {len(gxs)} gradients for "
                                    f"{len(function.inputs)} inputs")
             if anomaly:
+                gxs = [None if g is None else _complete(g) for g in gxs]
                 check_finite(function, "input gradient", [None if g is None else g.data for g in gxs])
             for x, gx in zip(function.inputs, gxs, strict=True):
                 if gx is not None and x.requires_grad:
-                    g, data = gx.data, x.data
-                    if g.shape != data.shape:
+                    data = x.data
+                    if gx.shape != data.shape:
                         raise RuntimeError(f"{function.name}.backward returned a gradient of shape "
-                                           f"{g.shape} for an input of shape {data.shape}")
-                    if g.dtype != data.dtype:
-                        gx = gx.astype(data.dtype)
+                                           f"{gx.shape} for an input of shape {data.shape}")
+                    if gx.dtype != data.dtype:
+                        gx = _complete(gx).astype(data.dtype)
                     _add_grad(grads, leaves, x, gx, create_graph)
-    return [(leaf, grads[key]) for key, leaf in leaves.items()]
+    return [(leaf, _complete(grads[key])) for key, leaf in leaves.items()]
 
 
 _seq = operator.attrgetter("seq")
@@ -153,7 +204,12 @@ def _leading_to(functions, wanted):
 def _add_grad(grads, leaves, x, gx, create_graph):
     key = id(x)
     previous = grads.get(key)
-    grads[key] = gx if previous is None else _accumulate(previous, gx, create_graph)
+    if previous is None:
+        grads[key] = gx
+    elif type(previous) is SumOfProducts and type(gx) is SumOfProducts:
+        previous.add(gx)
+    else:
+        grads[key] = _accumulate(_complete(previous), _complete(gx), create_graph)
     if x.creator is None:
         leaves[key] = x
 

@@ -65,11 +65,14 @@ class Function:
             check_finite(self, "output", [y.data for y in outputs])
         if record:
             self.inputs = inputs
-            self.outputs = tuple(map(weakref.ref, outputs))
             self.seq = next(_sequence)
             self.scope = state.scope
-            if not single:  # to stand in zeros for the gradient of an output that died
-                self.output_specs = tuple((y.shape, y.dtype) for y in ys)
+            if single:
+                self.outputs = (weakref.ref(outputs[0]),)
+                outputs[0].creator = self
+                return outputs[0]
+            self.outputs = tuple(map(weakref.ref, outputs))
+            self.output_specs = tuple((y.shape, y.dtype) for y in ys)  # for zeros if an output died
             for y in outputs:
                 y.creator = self
         return outputs[0] if single else outputs

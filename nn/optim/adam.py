@@ -38,12 +38,19 @@ class Adam(Optimizer):
         if group["weight_decay"] != 0:
             grad = grad + group["weight_decay"] * param
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        work = np.multiply(grad, 1 - beta1)  # the one temporary array, reused for each term
         exp_avg *= beta1
-        exp_avg += (1 - beta1) * grad
+        exp_avg += work
+        np.multiply(grad, 1 - beta2, out=work)
+        work *= grad
         exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
+        exp_avg_sq += work
         second_moment = exp_avg_sq
         if group["amsgrad"]:
             second_moment = np.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
-        denom = np.sqrt(second_moment) / math.sqrt(1 - beta2 ** step) + group["eps"]
-        param -= group["lr"] / (1 - beta1 ** step) * (exp_avg / denom)
+        denom = np.sqrt(second_moment, out=work)
+        denom /= math.sqrt(1 - beta2 ** step)
+        denom += group["eps"]
+        update = np.divide(exp_avg, denom, out=work)
+        update *= group["lr"] / (1 - beta1 ** step)
+        param -= update

@@ -18,12 +18,12 @@ import numpy as np
 
 from tensorgrad.autograd import grad
 from tensorgrad.function import Function, ShapeError
-from tensorgrad.functions.elementwise import Sigmoid, relu, sigmoid, tanh
+from tensorgrad.functions.elementwise import relu, sigmoid, sigmoid_array, tanh
 from tensorgrad.functions.shape import split
 from tensorgrad.modes import is_grad_enabled
-from tensorgrad.variable import as_variable
+from tensorgrad.steps import empty
+from tensorgrad.variable import Variable, as_variable
 
-_sigmoid = Sigmoid().forward  # the primitive's overflow-free NumPy sigmoid
 NONLINEARITIES = ("tanh", "relu")
 
 
@@ -81,26 +81,48 @@ def _composed_gradients(function, composed, grad_outputs):
 
 
 # ----------------------------------------------------------------------------- fused Functions
+# The NumPy formulas work in place in as few arrays as the equations allow: the cells run
+# at every time step, where each temporary array costs as much as the arithmetic. Inside a
+# recurrent layer (``step`` given) the arrays are that step's slices of arrays laid out for
+# the whole sequence (see tensorgrad.steps).
+
+def _gates(z, n):
+    """The n equal slices of z along its last axis (views)."""
+    H = z.shape[-1] // n
+    return [z[..., k * H:(k + 1) * H] for k in range(n)]
+
+
+def _one_minus(x, out):
+    """1 - x, into ``out``."""
+    return np.subtract(1, x, out=out)
+
+
 class FusedRNNCell(Function):
     """h' = tanh(a + b) or relu(a + b);  ∂L/∂a = ∂L/∂b = ∂L/∂h' ⊙ (1 - h'²), or ⊙ [h' > 0]."""
 
-    def __init__(self, nonlinearity):
+    def __init__(self, nonlinearity, step=None):
         self.nonlinearity = nonlinearity
         self.op = f"rnn_{nonlinearity}_cell"
+        self.step = step
 
     def forward(self, a, b):
-        pre_activation = a + b
+        h = np.add(a, b, out=empty(self.step, "h", a.shape, np.result_type(a, b)))
         if self.nonlinearity == "tanh":
-            return np.tanh(pre_activation, out=pre_activation)
-        return np.maximum(pre_activation, 0, out=pre_activation)
+            return np.tanh(h, out=h)
+        return np.maximum(h, 0, out=h)
 
     def backward(self, grad_h):
         if is_grad_enabled():
             composed = functools.partial(_rnn_cell_composed, nonlinearity=self.nonlinearity)
             return _composed_gradients(self, composed, [grad_h])
         h = self.outputs[0]().data
-        derivative = 1 - h * h if self.nonlinearity == "tanh" else h > 0
-        g = as_variable(grad_h.data * derivative)
+        g = empty(self.step, "grad_gates", h.shape, h.dtype)
+        if self.nonlinearity == "tanh":
+            _one_minus(np.multiply(h, h, out=g), g)
+            g *= grad_h.data
+        else:
+            np.multiply(grad_h.data, h > 0, out=g)
+        g = Variable._result(g, False)
         return g, g
 
 
@@ -119,24 +141,56 @@ class FusedLSTMCell(Function):
 
     op = "lstm_cell"
 
+    def __init__(self, step=None):
+        self.step = step
+
     def forward(self, a, b, c):
-        i, f, g, o = np.split(a + b, 4, axis=-1)
-        i, f, g, o = _sigmoid(i), _sigmoid(f), np.tanh(g), _sigmoid(o)
-        c_next = f * c + i * g
-        tanh_c = np.tanh(c_next)
-        self.saved = i, f, g, o, tanh_c
-        return o * tanh_c, c_next
+        dtype = np.result_type(a, b, c)
+        gates = np.add(a, b, out=empty(self.step, "gates", a.shape, dtype))  # activated in place
+        i, f, g, o = _gates(gates, 4)
+        sigmoid_array(gates[..., :2 * c.shape[-1]], out=gates[..., :2 * c.shape[-1]])  # i and f
+        np.tanh(g, out=g)
+        sigmoid_array(o, out=o)
+        c_next = np.multiply(f, c, out=empty(self.step, "c", c.shape, dtype))
+        tanh_c = np.multiply(i, g)
+        c_next += tanh_c
+        np.tanh(c_next, out=tanh_c)
+        self.saved = gates, c_next  # tanh(c') is computed again in backward: one array less to keep
+        return np.multiply(o, tanh_c, out=empty(self.step, "h", c.shape, dtype)), c_next
 
     def backward(self, grad_h, grad_c):
         if is_grad_enabled():
             return _composed_gradients(self, _lstm_cell_composed, [grad_h, grad_c])
-        i, f, g, o, tanh_c = self.saved
-        c = self.inputs[2].data
-        gh = grad_h.data
-        dc = grad_c.data + gh * o * (1 - tanh_c * tanh_c)
-        dz = as_variable(np.concatenate([dc * g * i * (1 - i), dc * c * f * (1 - f),
-                                         dc * i * (1 - g * g), gh * tanh_c * o * (1 - o)], axis=-1))
-        return dz, dz, as_variable(dc * f)
+        gates, c_next = self.saved
+        i, f, g, o = _gates(gates, 4)
+        c, gh = self.inputs[2].data, grad_h.data
+        dz = empty(self.step, "grad_gates", gates.shape, gates.dtype)
+        di, df, dg, do = _gates(dz, 4)
+        tanh_c = np.tanh(c_next)
+        dc = np.multiply(tanh_c, tanh_c)
+        _one_minus(dc, dc)
+        dc *= o
+        dc *= gh
+        dc += grad_c.data
+        _one_minus(o, do)
+        do *= o
+        do *= tanh_c
+        do *= gh
+        _one_minus(i, di)
+        di *= i
+        di *= g
+        di *= dc
+        _one_minus(f, df)
+        df *= f
+        df *= c
+        df *= dc
+        np.multiply(g, g, out=dg)
+        _one_minus(dg, dg)
+        dg *= i
+        dg *= dc
+        dc *= f
+        dz = Variable._result(dz, False)
+        return dz, dz, Variable._result(dc, False)
 
 
 class FusedGRUCell(Function):
@@ -154,27 +208,52 @@ class FusedGRUCell(Function):
 
     op = "gru_cell"
 
+    def __init__(self, step=None):
+        self.step = step
+
     def forward(self, a, b, h):
-        a_r, a_z, a_n = np.split(a, 3, axis=-1)
-        b_r, b_z, b_n = np.split(b, 3, axis=-1)
-        r = _sigmoid(a_r + b_r)
-        z = _sigmoid(a_z + b_z)
-        n = np.tanh(a_n + r * b_n)
-        self.saved = r, z, n, b_n
-        return n + z * (h - n)
+        dtype = np.result_type(a, b, h)
+        H = h.shape[-1]
+        gates = empty(self.step, "gates", a.shape, dtype)  # r, z, n side by side
+        r, z, n = _gates(gates, 3)
+        rz = np.add(a[..., :2 * H], b[..., :2 * H], out=gates[..., :2 * H])
+        sigmoid_array(rz, out=rz)
+        np.multiply(r, b[..., 2 * H:], out=n)
+        n += a[..., 2 * H:]
+        np.tanh(n, out=n)
+        self.saved = gates
+        h_next = np.subtract(h, n, out=empty(self.step, "h", h.shape, dtype))
+        h_next *= z
+        h_next += n
+        return h_next
 
     def backward(self, grad_h):
         if is_grad_enabled():
             return _composed_gradients(self, _gru_cell_composed, [grad_h])
-        r, z, n, b_n = self.saved
-        h = self.inputs[2].data
-        gh = grad_h.data
-        dn = gh * (1 - z) * (1 - n * n)
-        dz = gh * (h - n) * z * (1 - z)
-        dr = dn * b_n * r * (1 - r)
-        da = np.concatenate([dr, dz, dn], axis=-1)
-        db = np.concatenate([dr, dz, dn * r], axis=-1)
-        return as_variable(da), as_variable(db), as_variable(gh * z)
+        gates = self.saved
+        r, z, n = _gates(gates, 3)
+        h, gh = self.inputs[2].data, grad_h.data
+        H = h.shape[-1]
+        da = empty(self.step, "grad_input_gates", gates.shape, gates.dtype)
+        dr, dz, dn = _gates(da, 3)
+        np.multiply(n, n, out=dn)
+        _one_minus(dn, dn)
+        work = _one_minus(z, None)
+        dn *= work
+        dn *= gh
+        work *= z
+        np.subtract(h, n, out=dz)
+        dz *= work
+        dz *= gh
+        _one_minus(r, dr)
+        dr *= r
+        dr *= self.inputs[1].data[..., 2 * H:]  # bₙ
+        dr *= dn
+        db = empty(self.step, "grad_hidden_gates", gates.shape, gates.dtype)
+        db[..., :2 * H] = da[..., :2 * H]
+        np.multiply(dn, r, out=db[..., 2 * H:])
+        return (Variable._result(da, False), Variable._result(db, False),
+                Variable._result(gh * z, False))
 
 
 # ----------------------------------------------------------------------------- public functions
@@ -193,30 +272,33 @@ def _check_shapes(op, gates, a, b, state=None):
                          f"expected {expected}")
 
 
-def rnn_cell(input_gates, hidden_gates, nonlinearity="tanh", *, fused=True):
-    """The Elman cell h' = tanh(a + b) (or relu) from a = x Wᵢₕᵀ + bᵢₕ and b = h Wₕₕᵀ + bₕₕ."""
+def rnn_cell(input_gates, hidden_gates, nonlinearity="tanh", *, fused=True, step=None):
+    """The Elman cell h' = tanh(a + b) (or relu) from a = x Wᵢₕᵀ + bᵢₕ and b = h Wₕₕᵀ + bₕₕ.
+
+    ``step``: a recurrent layer's :class:`tensorgrad.steps.Step` the fused cell writes into.
+    """
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"rnn_cell: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or 'relu'")
     a, b = as_variable(input_gates), as_variable(hidden_gates)
     _check_shapes("rnn_cell", 1, a, b)
     if fused:
-        return FusedRNNCell(nonlinearity)(a, b)
+        return FusedRNNCell(nonlinearity, step)(a, b)
     return _rnn_cell_composed(a, b, nonlinearity)
 
 
-def lstm_cell(input_gates, hidden_gates, c, *, fused=True):
-    """(h', c') of the LSTM cell (gates in PyTorch's order i, f, g, o); see FusedLSTMCell."""
+def lstm_cell(input_gates, hidden_gates, c, *, fused=True, step=None):
+    """(h', c') of the LSTM cell (gates in PyTorch's order i, f, g, o); see FusedLSTMCell and rnn_cell."""
     a, b, c = as_variable(input_gates), as_variable(hidden_gates), as_variable(c)
     _check_shapes("lstm_cell", 4, a, b, c)
     if fused:
-        return FusedLSTMCell()(a, b, c)
+        return FusedLSTMCell(step)(a, b, c)
     return _lstm_cell_composed(a, b, c)
 
 
-def gru_cell(input_gates, hidden_gates, h, *, fused=True):
-    """h' of PyTorch's GRU cell (gates in the order r, z, n); see FusedGRUCell."""
+def gru_cell(input_gates, hidden_gates, h, *, fused=True, step=None):
+    """h' of PyTorch's GRU cell (gates in the order r, z, n); see FusedGRUCell and rnn_cell."""
     a, b, h = as_variable(input_gates), as_variable(hidden_gates), as_variable(h)
     _check_shapes("gru_cell", 3, a, b, h)
     if fused:
-        return FusedGRUCell()(a, b, h)
+        return FusedGRUCell(step)(a, b, h)
     return _gru_cell_composed(a, b, h)

@@ -84,13 +84,19 @@ class Sigmoid(Function):
     op = "sigmoid"
 
     def forward(self, x):
-        y = np.tanh(0.5 * x)
-        y *= 0.5
-        y += 0.5
-        return y
+        return sigmoid_array(x)
 
     def backward(self, gy):
         return SigmoidGrad()(gy, self.outputs[0]())
+
+
+def sigmoid_array(x, out=None):
+    """σ(x) = ½ tanh(x/2) + ½ on an ndarray, into ``out`` if given (which may be ``x``)."""
+    out = np.asarray(np.multiply(x, 0.5)) if out is None else np.multiply(x, 0.5, out=out)  # 0-d: array
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
 
 
 class SigmoidGrad(Function):

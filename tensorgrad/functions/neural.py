@@ -37,8 +37,7 @@ class EmbeddingGrad(Function):
         self.padding_idx = padding_idx
 
     def forward(self, gy):
-        gW = np.zeros(self.shape, dtype=gy.dtype)
-        np.add.at(gW, self.ids.reshape(-1), gy.reshape(-1, self.shape[1]))
+        gW = add_rows(self.ids.reshape(-1), gy.reshape(-1, self.shape[1]), self.shape[0])
         if self.padding_idx is not None:
             gW[self.padding_idx] = 0
         return gW
@@ -49,6 +48,21 @@ class EmbeddingGrad(Function):
             keep[self.padding_idx] = False
             ggW = where(keep, ggW, 0.0)
         return Embedding(self.ids)(ggW)
+
+
+def add_rows(ids, rows, n):
+    """The (n, D) array whose row i is the sum of the ``rows`` (N, D) with ``ids`` i (N,).
+
+    Sorting the ids and summing each run of equal ids with one ``np.add.reduceat`` is many
+    times faster than ``np.add.at``, which adds one row at a time.
+    """
+    total = np.zeros((n, rows.shape[1]), dtype=rows.dtype)
+    if len(ids):
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
+        total[ids[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return total
 
 
 def embedding(weight, ids, padding_idx=None):

@@ -1,0 +1,136 @@
+"""Arrays laid out for a whole sequence: the Functions of each step write into one slice.
+
+A recurrent layer records a few Functions per time step. Left to themselves, they allocate
+small arrays at every step (outputs, saved activations, gradients), and stacking the
+steps' outputs, or summing a weight's gradient over the steps, copies them all into one
+array again. Given a :class:`Step`, they write into slices of (T, ...) arrays made once
+for the sequence, as a hand-written BPTT does; then
+
+- joining consecutive steps is a view (:func:`joined`): ``stack`` of the step outputs,
+  and the weight gradient Σₜ gₜᵀ hₜ as one matmul of two views (``SumOfProducts``);
+- a training step allocates a few large arrays instead of thousands of small ones, which
+  the C allocator would give back to the system and fault in again at every step.
+"""
+
+import weakref
+
+import numpy as np
+
+_step_arrays = weakref.WeakValueDictionary()  # id(array) -> its _StepArray, for step_index()
+
+
+class _StepArray:
+    """One (T, ...) array with its slices by step, and which slices have been handed out."""
+
+    __slots__ = ("array", "shape", "dtype", "slices", "index", "taken", "__weakref__")
+
+    def __init__(self, array):
+        self.array = array
+        self.shape, self.dtype = array.shape[1:], array.dtype
+        self.slices = list(array)  # the very view objects handed out, for identity checks
+        self.index = {id(s): t for t, s in enumerate(self.slices)}
+        self.taken = [False] * len(array)
+        _step_arrays[id(array)] = self
+
+
+class StepArrays:
+    """Named arrays for ``steps`` steps of a sequence, handed out one slice per step.
+
+    A slice is handed out once: asked for again (a step's gradient in a second backward
+    pass over the same graph), it comes from a new array, so that nothing handed out is
+    ever overwritten.
+    """
+
+    def __init__(self, steps):
+        self.steps = steps
+        self._arrays = {}
+
+    def step(self, t):
+        """The handle the Functions of step ``t`` allocate through."""
+        return Step(self, t)
+
+    def slot(self, name, t, shape, dtype):
+        """Step ``t``'s slice, of ``shape`` and ``dtype``, of the array ``name``."""
+        entry = self._arrays.get(name)
+        if entry is None or entry.taken[t] or entry.shape != shape or entry.dtype != dtype:
+            entry = self._arrays[name] = _StepArray(np.empty((self.steps,) + shape, dtype))
+        entry.taken[t] = True
+        return entry.slices[t]
+
+
+class Step:
+    """Step ``t`` of a :class:`StepArrays`."""
+
+    __slots__ = ("arrays", "t")
+
+    def __init__(self, arrays, t):
+        self.arrays, self.t = arrays, t
+
+
+def empty(step, name, shape, dtype):
+    """``np.empty(shape, dtype)``, or, for a Function at a :class:`Step`, its slice of the array ``name``."""
+    return np.empty(shape, dtype) if step is None else step.arrays.slot(name, step.t, shape, dtype)
+
+
+def step_index(array):
+    """(the step array of which ``array`` is a slice, the slice's step), or (None, None)."""
+    entry = _step_arrays.get(id(array.base))
+    t = None if entry is None else entry.index.get(id(array))
+    return (None, None) if t is None else (entry, t)
+
+
+def joined(arrays):
+    """``np.stack(arrays)`` without a copy: a view, when the (two or more) ``arrays`` are
+    consecutive slices, in order, of one step array; else None."""
+    if len(arrays) < 2:
+        return None
+    entry, first = step_index(arrays[0])
+    if entry is None:
+        return None
+    stop = first + len(arrays)
+    if stop > len(entry.slices) or any(a is not s for a, s in zip(arrays, entry.slices[first:stop])):
+        return None
+    return entry.array[first:stop]
+
+
+def blocks(lefts, rights=None):
+    """Pairs (L, R) of 2-d arrays with Σ Lᵀ R = Σᵢ leftsᵢᵀ rightsᵢ, as few as the layout allows.
+
+    Pairs that are consecutive steps of one step array on each side make one pair of views;
+    the other pairs are concatenated into one. With ``rights`` None, the pairs are (L, None)
+    and stand for the sum of the rows of all leftsᵢ.
+    """
+    runs = {}  # (left step array, right step array or None) -> [(left step, right step, i)]
+    rest = []
+    for i, left in enumerate(lefts):
+        left_array, left_t = step_index(left)
+        right_array, right_t = (None, None) if rights is None else step_index(rights[i])
+        if left_array is None or (rights is not None and right_array is None):
+            rest.append(i)
+        else:
+            runs.setdefault((left_array, right_array), []).append((left_t, right_t or 0, i))
+    pairs = []
+    for (left_array, right_array), items in runs.items():
+        items.sort()
+        start = 0
+        for k in range(1, len(items) + 1):
+            if k < len(items) and items[k][0] == items[k - 1][0] + 1 and (
+                    right_array is None or items[k][1] == items[k - 1][1] + 1):
+                continue  # the run of consecutive steps goes on
+            (left_t, right_t, _), n = items[start], k - start
+            pairs.append((_rows(left_array.array[left_t:left_t + n]),
+                          None if right_array is None else _rows(right_array.array[right_t:right_t + n])))
+            start = k
+    if rest:
+        pairs.append((_concatenated([lefts[i] for i in rest]),
+                      None if rights is None else _concatenated([rights[i] for i in rest])))
+    return pairs
+
+
+def _rows(array):
+    """A (T, ..., n) block as a 2-d (rows, n) view."""
+    return array.reshape(-1, array.shape[-1])
+
+
+def _concatenated(arrays):
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
