@@ -15,7 +15,7 @@ import time
 
 from threadpoolctl import threadpool_limits
 
-from nn.trainer import Trainer, TrainConfig
+from nn.trainer import TrainConfig, Trainer
 
 
 def main():
