@@ -260,14 +260,16 @@ class Adam:
     """PyTorch's Adam: m ← β₁m + (1 - β₁)g, v ← β₂v + (1 - β₂)g²,
     θ ← θ - lr/(1 - β₁ᵗ) · m / (√v / √(1 - β₂ᵗ) + eps). Uses each gradient as scratch space."""
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         self.lr, self.betas, self.eps = lr, betas, eps
-        self.m = {name: np.zeros_like(p) for name, p in params.items()}
-        self.v = {name: np.zeros_like(p) for name, p in params.items()}
+        self.m, self.v = {}, {}  # made at the first step, as PyTorch and tensorgrad do
         self.t = 0
 
     def step(self, params, grads):
         beta1, beta2 = self.betas
+        if not self.m:
+            self.m = {name: np.zeros_like(p) for name, p in params.items()}
+            self.v = {name: np.zeros_like(p) for name, p in params.items()}
         self.t += 1
         step_size = self.lr / (1 - beta1 ** self.t)
         root_bias2 = math.sqrt(1 - beta2 ** self.t)
@@ -298,7 +300,7 @@ class CharLM:
     def __init__(self, params, mode, lr=1e-3):
         self.mode = mode
         self.params = {name: np.array(value) for name, value in params.items()}
-        self.optimizer = Adam(self.params, lr)
+        self.optimizer = Adam(lr)
         self.hidden_size = self.params["rnn.weight_hh_l0"].shape[1]
 
     def initial_state(self, batch):
@@ -321,9 +323,9 @@ class CharLM:
         """Logits (T, B, V) for ``ids`` (T, B) and the state after them."""
         p = self.params
         _, _, (hs, _, final) = self._recurrent(ids, state)
-        logits = hs[1:] @ p["head.weight"].T
+        logits = hs[1:].reshape(-1, hs.shape[-1]) @ p["head.weight"].T
         logits += p["head.bias"]
-        return logits, final
+        return logits.reshape(ids.shape + (-1,)), final
 
     def loss_and_grads(self, ids, targets):
         """The mean cross-entropy of predicting ``targets`` (T, B) from ``ids``, and its gradients."""

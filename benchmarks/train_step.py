@@ -16,10 +16,11 @@ start from the same weights and see the same data:
 The machine may be shared and its speed may drift, so the engines run in alternation (the
 order rotating every round) and the table gives medians and, for the ratios, the median of
 the per-round ratios. BLAS threads are set explicitly (threadpoolctl for NumPy's BLAS,
-``torch.set_num_threads`` for PyTorch). Peak memory is measured in a child process per
-engine, over one step after warm-up: the growth of the resident set (all engines; glibc is
-told to give large blocks back to the system at once, so that the peak shows) and, for the
-NumPy engines, the peak of NumPy's allocations under tracemalloc.
+``torch.set_num_threads`` for PyTorch). Peak memory is measured in child processes, over the first
+three steps of a new model (so the optimizer's state and whatever an engine keeps from step
+to step are included): the growth of the resident set (all engines; glibc is told to give
+large blocks back to the system at once, so that the peak shows) and, for the NumPy
+engines, the peak of NumPy's allocations under tracemalloc.
 
 Then inference: a no_grad forward over a sequence (tokens/s), sampling one character at a
 time (characters/s), and a check that memory under no_grad does not grow with the length.
@@ -181,12 +182,15 @@ def summary(times, reference="tensorgrad"):
     return medians, ratios
 
 
-def peak_memory(engine, mode, size, threads):
-    """Peak memory of one training step in a child process: {"rss": bytes, "traced": bytes or None}."""
+def peak_memory(engine, mode, size):
+    """Peak memory of the first training steps, in child processes: {"rss": bytes, "traced": bytes}."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
-    command = [sys.executable, __file__, "--memory-child", json.dumps([engine, mode, list(size), threads])]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.splitlines()[-1])
+    peaks = {}
+    for what in ("rss", "traced"):
+        command = [sys.executable, __file__, "--memory-child", json.dumps([engine, mode, list(size), what])]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        peaks[what] = json.loads(result.stdout.splitlines()[-1])
+    return peaks
 
 
 def _status(field):
@@ -195,31 +199,31 @@ def _status(field):
 
 
 def memory_child(spec):
-    """Run in the child: warm up, then measure one step by resident set and one by tracemalloc."""
-    name, mode, (hidden, batch_size, steps), threads = json.loads(spec)
-    set_threads(threads)
+    """In the child: the peak growth of the resident set, or of the NumPy allocations traced, over
+    three training steps of a new model (the arrays an engine keeps from step to step included)."""
+    name, mode, (hidden, batch_size, steps), what = json.loads(spec)
+    set_threads(1)
     engine = next(e for e in ENGINES if e.name == name)(initial_weights(mode, hidden), mode)
     ids, targets = batch(steps, batch_size)
-    engine.step(ids, targets)
-    engine.step(ids, targets)
     gc.collect()
-    rss = None
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the peak resident set (VmHWM) to the current one
-        before = _status("VmRSS")
-        engine.step(ids, targets)
-        rss = _status("VmHWM") - before
-    except OSError:  # not Linux, or not allowed
-        pass
-    traced = None
-    if name != "pytorch":  # PyTorch's allocations bypass tracemalloc
-        gc.collect()
+    peak = None
+    if what == "rss":
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset the peak resident set (VmHWM) to the current one
+            before = _status("VmRSS")
+            for _ in range(3):
+                engine.step(ids, targets)
+            peak = _status("VmHWM") - before
+        except OSError:  # not Linux, or not allowed
+            pass
+    elif name != "pytorch":  # PyTorch's allocations bypass tracemalloc
         tracemalloc.start()
-        engine.step(ids, targets)
-        traced = tracemalloc.get_traced_memory()[1]
+        for _ in range(3):
+            engine.step(ids, targets)
+        peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-    print(json.dumps({"rss": rss, "traced": traced}))
+    print(json.dumps(peak))
 
 
 def sample(engine, length, rng):
@@ -274,14 +278,15 @@ def training(modes, sizes, threads, repeats):
 
 
 def memory(modes, sizes):
-    print("\n### Peak memory of one training step, beyond the model and the optimizer state (MB)\n")
+    print("\n### Peak memory over the first three training steps of a new model, "
+          "beyond its parameters (MB)\n")
     names = [e.name for e in ENGINES]
     traced = [n for n in names if n != "pytorch"]
     table(["model", "H, B, T"] + [f"NumPy allocations, {n}" for n in traced] + ["tensorgrad / numpy"]
           + [f"resident set growth, {n}" for n in names])
     for mode in modes:
         for size in sizes:
-            peaks = {n: peak_memory(n, mode, size, threads=1) for n in names}
+            peaks = {n: peak_memory(n, mode, size) for n in names}
             row = [mode, ", ".join(map(str, size))] + [mb(peaks[n]["traced"]) for n in traced]
             row += [f"{peaks['tensorgrad']['traced'] / peaks['numpy']['traced']:.2f}"]
             row += [mb(peaks[n]["rss"]) for n in names]

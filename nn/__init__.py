@@ -1,6 +1,6 @@
 """nn: networks built from tensorgrad Functions, with PyTorch's names, shapes and semantics."""
 
-from nn import data, generate, optim, tasks
+from nn import data, diagnostics, generate, optim, tasks
 from nn.charlm import CharRNN, sample_text
 from nn.checkpoint import load, save
 from nn.clip import clip_grad_norm, clip_grad_value
@@ -14,7 +14,7 @@ from nn.threads import set_num_threads
 __all__ = [
     "Module", "Parameter", "Linear", "Embedding", "Dropout", "LayerNorm", "Sequential",
     "softmax_cross_entropy", "mse_loss", "SoftmaxCrossEntropy", "MSELoss", "clip_grad_norm",
-    "clip_grad_value", "save", "load", "optim", "data", "generate", "tasks",
+    "clip_grad_value", "save", "load", "optim", "data", "diagnostics", "generate", "tasks",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "CharRNN", "sample_text", "set_num_threads",
     "TBPTT",
 ]

@@ -81,7 +81,7 @@ def step_jacobians(states):
             for unit in range(hidden):
                 seed = np.zeros(h.shape, h.dtype)
                 seed[:, unit] = 1
-                row = tg.grad(h, previous, seed)[0]
+                row = tg.grad(h, previous, [seed])[0]
                 jacobians[k, t, :, unit] = 0.0 if row is None else row.data
     return jacobians
 
@@ -90,7 +90,11 @@ def jacobian_norms(states, ord=2):  # noqa: A002 - NumPy's name for the norm's o
     """The norms ‖∂hₜ/∂hₜ₋₁‖ per step and sample, (L·D, T, B): the spectral norm (the largest
     singular value, ``ord=2``, a bound on how much one step can grow a gradient) or any
     matrix norm ``numpy.linalg.norm`` takes (``"fro"``, ...). See :func:`step_jacobians`."""
-    return np.linalg.norm(step_jacobians(states), ord=ord, axis=(-2, -1))
+    jacobians = step_jacobians(states)
+    norms = np.full(jacobians.shape[:3], np.nan)
+    known = ~np.isnan(jacobians).any(axis=(-2, -1))
+    norms[known] = np.linalg.norm(jacobians[known], ord=ord, axis=(-2, -1))
+    return norms
 
 
 def gate_saturation(states, threshold=0.05):
@@ -137,7 +141,7 @@ def gradient_flow(layer, x, loss_fn, hx=None, *, jacobians=True, threshold=0.05)
     :class:`GradientFlow`; ``jacobians=False`` skips the Jacobians (H backward passes per
     step), ``threshold`` is that of :func:`gate_saturation`.
     """
-    hx = _initial_state(layer, x, hx)
+    hx = _leaf_state(layer, x, hx)
     output, final, states = layer(x, hx, return_all_states=True)
     probe = GradientProbe(states)
     try:
@@ -150,7 +154,7 @@ def gradient_flow(layer, x, loss_fn, hx=None, *, jacobians=True, threshold=0.05)
                         saturation=gate_saturation(states, threshold), loss=loss.item())
 
 
-def _initial_state(layer, x, hx):
+def _leaf_state(layer, x, hx):
     """``hx`` (zeros if None) as leaves that require a gradient, in the layer's dtype."""
     dtype = layer.weight_ih_l0.dtype
     if hx is None:

@@ -291,10 +291,14 @@ class _RNNBase(Module):
         suffix = self._suffix(layer, reverse)
         weight_hh, bias_hh = getattr(self, "weight_hh" + suffix), getattr(self, "bias_hh" + suffix, None)
         name = f"{type(self).__name__.lower()}.l{layer}" + (".reverse" if reverse else "")
+        bias_ih = getattr(self, "bias_ih" + suffix, None)
         weight_hh_t = np.ascontiguousarray(weight_hh.data.T)  # the faster layout for every step
         with tg.scope(name):
-            input_gates = F.unbind(F.linear(x, getattr(self, "weight_ih" + suffix),
-                                           getattr(self, "bias_ih" + suffix, None)))
+            if bias_hh is not None and self.mode != "GRU":
+                # Both biases add to the same gates (not so in a GRU: bₕₙ is multiplied by r):
+                # added once, on the input side of all steps, instead of at every step.
+                bias_ih, bias_hh = bias_ih + bias_hh, None
+            input_gates = F.unbind(F.linear(x, getattr(self, "weight_ih" + suffix), bias_ih))
             steps = len(input_gates)
             # Recorded, the steps write into arrays laid out for the whole sequence (kept for
             # backward anyway); otherwise each step's arrays are freed as soon as it is done.

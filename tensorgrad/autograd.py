@@ -142,26 +142,25 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
     # reported below as the input gradient of the Function whose backward it is.
     with set_grad_enabled(create_graph), detect_anomaly(False):
         for function in functions:
-            gys = []
-            for ref in function.outputs:
-                y = ref()
+            refs = function.outputs
+            if len(refs) == 1:  # the common case, without the lists
+                y = refs[0]()
                 gy = None if y is None else grads.pop(id(y), None)
-                if gy is not None:
-                    if type(gy) is SumOfProducts:
-                        gy = gy.value()
-                    if y._hooks:
-                        gy = _run_hooks(y, gy)
-                    if wanted is not None:
-                        if id(y) in wanted:
-                            wanted[id(y)] = gy
-                    elif keep_all or y._retains_grad:
-                        _store_grad(y, gy, create_graph)
-                gys.append(gy)
-            if gys.count(None) == len(gys) or (needed is not None and function not in needed):
-                continue
-            if len(gys) > 1:
+                if gy is None:
+                    continue
+                gys = (_deliver(y, gy, wanted, keep_all, create_graph),)
+            else:
+                gys = []
+                for ref in refs:
+                    y = ref()
+                    gy = None if y is None else grads.pop(id(y), None)
+                    gys.append(None if gy is None else _deliver(y, gy, wanted, keep_all, create_graph))
+                if gys.count(None) == len(gys):
+                    continue
                 gys = [Variable._result(np.zeros(shape, dtype), False) if gy is None else gy
                        for gy, (shape, dtype) in zip(gys, function.output_specs, strict=True)]
+            if needed is not None and function not in needed:
+                continue
             gxs = function.backward(*gys)
             if not isinstance(gxs, tuple):
                 gxs = (gxs,)
@@ -184,6 +183,20 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
 
 
 _seq = operator.attrgetter("seq")
+
+
+def _deliver(y, gy, wanted, keep_all, create_graph):
+    """The complete gradient ``gy`` of ``y``: summed, through y's hooks, stored where asked for."""
+    if type(gy) is SumOfProducts:
+        gy = gy.value()
+    if y._hooks:
+        gy = _run_hooks(y, gy)
+    if wanted is not None:
+        if id(y) in wanted:
+            wanted[id(y)] = gy
+    elif keep_all or y._retains_grad:
+        _store_grad(y, gy, create_graph)
+    return gy
 
 
 def _leading_to(functions, wanted):

@@ -8,15 +8,61 @@ for the sequence, as a hand-written BPTT does; then
 
 - joining consecutive steps is a view (:func:`joined`): ``stack`` of the step outputs,
   and the weight gradient Σₜ gₜᵀ hₜ as one matmul of two views (``SumOfProducts``);
-- a training step allocates a few large arrays instead of thousands of small ones, which
-  the C allocator would give back to the system and fault in again at every step.
+- a training step allocates a few large arrays instead of thousands of small ones, and
+  takes them from the arrays of sequences that are over (see ``_Pool``).
 """
 
+import sys
 import weakref
 
 import numpy as np
 
 _step_arrays = weakref.WeakValueDictionary()  # id(array) -> its _StepArray, for step_index()
+
+
+class _Pool:
+    """The arrays of step arrays whose sequence is over, for the next sequences.
+
+    A training loop runs the same shapes at every step. Fresh memory at every step would go
+    back to the system and come again as pages that fault in and are zero-filled one by one,
+    which at the sizes of a character model costs as much as a step's arithmetic. The pool
+    holds at most as many bytes as the step arrays in use at once have ever taken (the
+    oldest arrays go first), and hands an array out again only when nothing refers to it or
+    to a view of it.
+    """
+
+    def __init__(self):
+        self.free = []  # oldest first
+        self.free_bytes = self.used_bytes = self.most_used_bytes = 0
+
+    def allocate(self, shape, dtype):
+        array, i = None, 0
+        while array is None and i < len(self.free):
+            if self.free[i].shape != shape or self.free[i].dtype != dtype:
+                i += 1
+                continue
+            candidate = self.free.pop(i)
+            self.free_bytes -= candidate.nbytes
+            if sys.getrefcount(candidate) == 2:  # `candidate` and the call's argument: no view is alive
+                array = candidate
+            # else it is still in use (a view outlived its graph): its users will free it
+        if array is None:
+            array = np.empty(shape, dtype)
+        self.used_bytes += array.nbytes
+        self.most_used_bytes = max(self.most_used_bytes, self.used_bytes)
+        return array
+
+    def release(self, entries):
+        """Take back the arrays of a StepArrays that is gone."""
+        for entry in entries:
+            self.free.append(entry.array)
+            self.free_bytes += entry.array.nbytes
+            self.used_bytes -= entry.array.nbytes
+        while self.free_bytes > self.most_used_bytes:
+            self.free_bytes -= self.free.pop(0).nbytes
+
+
+_pool = _Pool()
 
 
 class _StepArray:
@@ -44,6 +90,8 @@ class StepArrays:
     def __init__(self, steps):
         self.steps = steps
         self._arrays = {}
+        self._made = []  # every _StepArray made, for the pool when this object is gone
+        weakref.finalize(self, _pool.release, self._made)
 
     def step(self, t):
         """The handle the Functions of step ``t`` allocate through."""
@@ -53,7 +101,8 @@ class StepArrays:
         """Step ``t``'s slice, of ``shape`` and ``dtype``, of the array ``name``."""
         entry = self._arrays.get(name)
         if entry is None or entry.taken[t] or entry.shape != shape or entry.dtype != dtype:
-            entry = self._arrays[name] = _StepArray(np.empty((self.steps,) + shape, dtype))
+            entry = self._arrays[name] = _StepArray(_pool.allocate((self.steps,) + shape, dtype))
+            self._made.append(entry)
         entry.taken[t] = True
         return entry.slices[t]
 
