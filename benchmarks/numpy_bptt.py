@@ -35,11 +35,12 @@ def sigmoid(x, out=None):
 
 # ----------------------------------------------------------------------------- cells
 # Each forward takes A (T, B, G·H), the input side xₜ W_ihᵀ + b_ih of every step, W_hhᵀ
-# (copied into C order once: BLAS multiplies a thin hₜ by it up to twice as fast as by the
-# transposed view W_hh.T), b_hh and the initial state; it returns hs (T+1, B, H) (h₀ first),
-# the values its backward needs and the final state. Each backward takes ∂L/∂hₜ from the
-# layer above, (T, B, H), and returns the gradients at the input side A and at the hidden
-# side hₜ₋₁ W_hhᵀ + b_hh of the gates, both (T, B, G·H), and the gradient of the initial state.
+# (copied into C order once, for more than a few steps of a batch: BLAS multiplies a thin hₜ
+# by it up to twice as fast as by the transposed view W_hh.T), b_hh and the initial state;
+# it returns hs (T+1, B, H) (h₀ first), the values its backward needs and the final state.
+# Each backward takes ∂L/∂hₜ from the layer above, (T, B, H), and returns the gradients at
+# the input side A and at the hidden side hₜ₋₁ W_hhᵀ + b_hh of the gates, both (T, B, G·H),
+# and the gradient of the initial state.
 
 def rnn_forward(A, W_hh_t, b_hh, state):
     """hₜ = tanh(aₜ + hₜ₋₁ W_hhᵀ + b_hh)."""
@@ -316,7 +317,8 @@ class CharLM:
         A += p["rnn.bias_ih_l0"]
         A = A.reshape(T, B, -1)
         state = self.initial_state(B) if state is None else state
-        W_hh_t = np.ascontiguousarray(p["rnn.weight_hh_l0"].T)
+        W_hh = p["rnn.weight_hh_l0"]
+        W_hh_t = np.ascontiguousarray(W_hh.T) if T >= 4 and B >= 4 else W_hh.T  # the copy pays off
         return x, A, FORWARD[self.mode](A, W_hh_t, p["rnn.bias_hh_l0"], state)
 
     def forward(self, ids, state=None):

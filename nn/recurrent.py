@@ -292,14 +292,16 @@ class _RNNBase(Module):
         weight_hh, bias_hh = getattr(self, "weight_hh" + suffix), getattr(self, "bias_hh" + suffix, None)
         name = f"{type(self).__name__.lower()}.l{layer}" + (".reverse" if reverse else "")
         bias_ih = getattr(self, "bias_ih" + suffix, None)
-        weight_hh_t = np.ascontiguousarray(weight_hh.data.T)  # the faster layout for every step
+        steps, batch = x.shape[:2]
+        # BLAS multiplies a batch of rows by Wᵀ laid out in C order up to twice as fast as by the
+        # view W.T; the copy pays for itself within a few steps, but not when sampling one row.
+        weight_hh_t = np.ascontiguousarray(weight_hh.data.T) if steps >= 4 and batch >= 4 else None
         with tg.scope(name):
             if bias_hh is not None and self.mode != "GRU":
                 # Both biases add to the same gates (not so in a GRU: bₕₙ is multiplied by r):
                 # added once, on the input side of all steps, instead of at every step.
                 bias_ih, bias_hh = bias_ih + bias_hh, None
             input_gates = F.unbind(F.linear(x, getattr(self, "weight_ih" + suffix), bias_ih))
-            steps = len(input_gates)
             # Recorded, the steps write into arrays laid out for the whole sequence (kept for
             # backward anyway); otherwise each step's arrays are freed as soon as it is done.
             recorded = tg.is_grad_enabled() and any(

@@ -27,10 +27,11 @@ class SumOfProducts:
     one term gₜᵀ hₜ per step. Added up as they come, each term is a thin matmul (as many
     rows as the batch) and an addition. Kept as factors, the sum is one matmul over the rows
     of all steps, [g₁; g₂; ...]ᵀ [x₁; x₂; ...], done when the gradient is needed: the
-    weight gradient of a hand-written BPTT (views, not copies, where the steps' arrays are
-    slices of one array: see :mod:`tensorgrad.steps`). Without x it is a bias's gradient Σᵢ gᵢᵀ 1, the
-    sum of the rows of all gᵢ. Linear returns these when its backward is not recorded; the
-    engine merges them and calls :meth:`value` before the gradient is used.
+    weight gradient of a hand-written BPTT (of views, not copies, where the steps' arrays
+    are slices of one array: see :mod:`tensorgrad.steps`). Without x it is a bias's
+    gradient Σᵢ gᵢᵀ 1, the sum of the rows of all gᵢ. Linear returns these when its backward
+    is not recorded; the engine merges them and calls :meth:`value` before the gradient is
+    used.
     """
 
     __slots__ = ("lefts", "rights", "shape", "dtype")
