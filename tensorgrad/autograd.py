@@ -99,7 +99,7 @@ def grad(outputs, inputs, grad_outputs=None, *, create_graph=False):
     inputs = [inputs] if isinstance(inputs, Variable) else list(inputs)
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
-    elif isinstance(grad_outputs, Variable):
+    elif isinstance(grad_outputs, Variable | np.ndarray):
         grad_outputs = [grad_outputs]
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"grad: {len(outputs)} outputs but {len(grad_outputs)} grad_outputs")

@@ -331,3 +331,10 @@ def test_grad_runs_no_backward_behind_the_requested_inputs():
     y = (middle * middle).sum()
     (g,) = tg.grad(y, [middle])
     np.testing.assert_allclose(g.data, 2 * middle.data)
+
+
+def test_grad_takes_a_single_array_as_grad_outputs():
+    x = tg.Variable(np.array([1.0, 2.0, 3.0]))
+    y = x * x
+    (g,) = tg.grad(y, x, grad_outputs=np.array([1.0, 0.0, 2.0]))
+    np.testing.assert_allclose(g.data, [2.0, 0.0, 12.0])
