@@ -49,7 +49,7 @@ from tensorgrad.functions.elementwise import (
     tanh,
     where,
 )
-from tensorgrad.functions.neural import Embedding, EmbeddingGrad, dropout, embedding
+from tensorgrad.functions.neural import Embedding, EmbeddingGrad, dropout, dropout_mask, embedding
 from tensorgrad.functions.reductions import (
     LogSoftmax,
     LogSumExp,
@@ -91,7 +91,7 @@ __all__ = [
     "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "clip", "maximum", "where",
     "sum", "mean", "max", "logsumexp", "softmax", "log_softmax",
     "reshape", "transpose", "broadcast_to", "sum_to", "getitem", "concat", "stack", "split", "unbind",
-    "embedding", "dropout", "rnn_cell", "lstm_cell", "gru_cell",
+    "embedding", "dropout", "dropout_mask", "rnn_cell", "lstm_cell", "gru_cell",
     "Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Linear", "AsType",
     "Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "ReLU", "Clip", "Maximum", "Where", "Mask",
     "Sum", "Mean", "Max", "LogSumExp", "Softmax", "LogSoftmax",

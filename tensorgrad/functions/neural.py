@@ -81,12 +81,19 @@ def embedding(weight, ids, padding_idx=None):
     return Embedding(ids, None if padding_idx is None else padding_idx % n)(weight)
 
 
+def dropout_mask(shape, p, dtype):
+    """A dropout mask: each element 0 with probability ``p``, else 1/(1-p) (0 everywhere for p = 1)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout_mask: p must be in [0, 1], got {p}")
+    keep = random.generator().random(shape) >= p
+    scale = np.zeros((), dtype) if p == 1.0 else np.asarray(1.0 / (1.0 - p), dtype)
+    return keep * scale
+
+
 def dropout(x, p=0.5, training=True):
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
-    keep = random.generator().random(x.shape) >= p
-    scale = np.zeros((), x.dtype) if p == 1.0 else np.asarray(1.0 / (1.0 - p), x.dtype)
-    return Mask(keep * scale, "dropout")(x)
+    return Mask(dropout_mask(x.shape, p, x.dtype), "dropout")(x)
