@@ -119,6 +119,8 @@ class MatMul(Function):
                              f"{a.shape} and {b.shape}")
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} are not aligned")
+        if a.ndim > 2 and b.ndim == 2:  # one matmul over all leading axes, not one per leading index
+            return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + b.shape[-1:])
         return np.matmul(a, b)
 
     def backward(self, gy):
