@@ -138,14 +138,7 @@ class Module:
             value = value.data if isinstance(value, Variable) else value
             if not isinstance(value, np.ndarray | np.generic):
                 raise TypeError(f"load_state_dict: {name!r} must be an ndarray, got {type(value).__name__}")
-            array = np.asarray(value)
-            if array.dtype.kind != "f":
-                raise TypeError(f"load_state_dict: {name!r} must hold floating-point values, "
-                                f"got dtype {array.dtype}")
-            if array.shape != param.shape:
-                raise ValueError(f"load_state_dict: {name!r} has shape {array.shape}, but the "
-                                 f"parameter has shape {param.shape}")
-            updates.append((param, array.astype(param.dtype)))
+            updates.append((param, checked_like(value, param, f"load_state_dict: {name!r}")))
         for param, array in updates:
             param.data = array
         return IncompatibleKeys(missing, unexpected)
@@ -192,3 +185,14 @@ class Module:
         if not lines:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
+
+
+def checked_like(value, param, what):
+    """``value`` as a new array of ``param``'s dtype, after checking it holds floating-point
+    values of ``param``'s shape; ``what`` starts the error message."""
+    array = np.asarray(value)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{what} must hold floating-point values, got dtype {array.dtype}")
+    if array.shape != param.shape:
+        raise ValueError(f"{what} has shape {array.shape}, but the parameter has shape {param.shape}")
+    return array.astype(param.dtype)

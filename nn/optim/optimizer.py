@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from nn.module import checked_like
 from tensorgrad import Variable, enable_grad
 
 
@@ -169,13 +170,7 @@ class Optimizer:
                                     f"got {value!r}")
                 state[key] = int(array)
                 continue
-            if array.dtype.kind != "f":
-                raise TypeError(f"{name}.load_state_dict: {key} of parameter {i} must hold floating-point "
-                                f"values, got dtype {array.dtype}")
-            if array.shape != p.shape:
-                raise ValueError(f"{name}.load_state_dict: {key} of parameter {i} has shape {array.shape}, "
-                                 f"but the parameter has shape {p.shape}")
-            state[key] = array.astype(p.dtype)
+            state[key] = checked_like(array, p, f"{name}.load_state_dict: {key} of parameter {i}")
         return state
 
     def _nonnegative(self, group, *keys):
