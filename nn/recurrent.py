@@ -1,10 +1,11 @@
 """Recurrent cells and layers: RNN, LSTM and GRU with PyTorch's parameters and equations, and variants.
 
 Parameter names and shapes, gate order (LSTM i, f, g, o; GRU r, z, n), equations and the
-initialisation U(-1/√H, 1/√H) are PyTorch's, so state dicts move between the two. A step
-computes all gates of its hidden side in one matmul and hands them, with the input side,
-to one fused cell Function (``tensorgrad.functions.lstm_cell`` and its siblings); a layer
-projects the input of the whole sequence in one matmul before its loop over time.
+initialisation U(-1/√H, 1/√H) are PyTorch's, so state dicts move between the two. A layer
+projects the input of the whole sequence onto all gates in one matmul before its loop over
+time; each step is then one fused cell Function (``tensorgrad.functions.lstm_cell`` and
+its siblings), which adds the hidden side h Wₕₕᵀ + bₕₕ, one matmul, and computes the next
+state.
 
 Options PyTorch does not have, all off by default (the modules are then PyTorch's exactly):
 
@@ -25,9 +26,10 @@ Options PyTorch does not have, all off by default (the modules are then PyTorch'
 - ``forward(..., return_all_states=True)`` (layers): every step's hidden and cell states
   and gates, as :class:`RecurrentStates`.
 
-Peepholes, the LSTM's layer normalisation, the reset-before GRU and ``return_all_states``
+Peepholes, layer normalisation, the reset-before GRU and ``return_all_states``
 run the composed cells of :mod:`nn.cell_variants` (primitive Functions), slower than the
-fused cells; the layer-normalised GRU and variational dropout keep the fused cell.
+fused cells, and so does variational dropout in a GRU (its z ⊙ h needs h without the mask
+that its hidden side multiplies); variational dropout keeps the fused RNN and LSTM cells.
 """
 
 import math
@@ -49,14 +51,16 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 _GATE_NAMES = {"RNN_TANH": (), "RNN_RELU": (), "LSTM": LSTM_GATES, "GRU": GRU_GATES}
 
 
-def _step(mode, input_gates, hidden_gates, state, fused, step=None):
-    """The next state, (h,) or (h, c), of a ``mode`` cell from both sides of its gates."""
+def _fused_step(mode, input_gates, h, state, weight_hh, bias_hh, fused, weight_t=None, step=None):
+    """The next state, (h,) or (h, c), of a ``mode`` cell: one cell Function from the input
+    side of the gates, the h its hidden side multiplies, the state and Wₕₕ, bₕₕ."""
+    layout = {"weight_t": weight_t, "step": step}
     if mode == "LSTM":
-        return F.lstm_cell(input_gates, hidden_gates, state[1], fused=fused, step=step)
+        return F.lstm_cell(input_gates, h, state[1], weight_hh, bias_hh, fused=fused, **layout)
     if mode == "GRU":
-        return (F.gru_cell(input_gates, hidden_gates, state[0], fused=fused, step=step),)
+        return (F.gru_cell(input_gates, h, weight_hh, bias_hh, fused=fused, **layout),)
     nonlinearity = "tanh" if mode == "RNN_TANH" else "relu"
-    return (F.rnn_cell(input_gates, hidden_gates, nonlinearity, fused=fused, step=step),)
+    return (F.rnn_cell(input_gates, h, weight_hh, bias_hh, nonlinearity, fused=fused, **layout),)
 
 
 def _rnn_mode(owner, nonlinearity):
@@ -168,10 +172,10 @@ class _Projection:
         return _Projection(self.weight[rows], None if self.bias is None else self.bias[rows],
                            None if self.gain is None else self.gain[rows], stop - first)
 
-    def __call__(self, x, weight_t=None, step=None):
-        """The projection of x; ``weight_t`` and ``step`` speed up the plain one (see ``F.linear``)."""
+    def __call__(self, x):
+        """The projection of x."""
         if self.gain is None:
-            return F.linear(x, self.weight, self.bias, weight_t=weight_t, step=step)
+            return F.linear(x, self.weight, self.bias)
         y = gate_norm(F.linear(x, self.weight), self.gates) * self.gain
         return y if self.bias is None else y + self.bias
 
@@ -180,13 +184,14 @@ class _Equations:
     """The equations of one cell with its parameters: a cell module's, or one layer and direction's.
 
     ``module`` holds the parameters, named with ``suffix`` (``"_l0"``, ``"_l1_reverse"``, ...).
-    ``record``: run the composed cells, whose gates are Variables (for ``return_all_states``).
+    ``composed``: run the composed cells, whose gates are Variables (for ``return_all_states``).
+    The variants (peepholes, layer normalisation, the reset-before GRU) always run them.
     ``sequence``: (steps, batch) of a layer's loop over a sequence, which adds both biases
     on the input side of all steps at once where they add to the same gates, and for the
     fused path multiplies by a copy of Wₕₕᵀ laid out for speed.
     """
 
-    def __init__(self, module, suffix="", *, record=False, sequence=None):
+    def __init__(self, module, suffix="", *, composed=False, sequence=None):
         def param(name):
             return getattr(module, name + suffix, None)
 
@@ -211,24 +216,25 @@ class _Equations:
         if not module.reset_after:  # the hidden side of r and z, and that of n, apart
             self.hidden_n = self.hidden_side.gates_slice(2, 3)
             self.hidden_side = self.hidden_side.gates_slice(0, 2)
-        composed = self.peephole is not None or self.cell_norm is not None or self.hidden_n is not None
-        self.composed = self.mode in ("LSTM", "GRU") and (composed or record)
+        variant = module.peephole or module.layer_norm or not module.reset_after
+        self.composed = self.mode in ("LSTM", "GRU") and (variant or composed)
         # BLAS multiplies a batch of rows by Wᵀ laid out in C order up to twice as fast as by the
         # view W.T; the copy pays for itself within a few steps, but not when sampling one row.
         self.weight_t = None
-        plain = not self.composed and self.hidden_side.gain is None
-        if plain and sequence is not None and min(sequence) >= 4:
+        if not self.composed and sequence is not None and min(sequence) >= 4:
             self.weight_t = np.ascontiguousarray(self.hidden_side.weight.data.T)
 
     def step(self, input_gates, state, mask=None, step=None):
         """(the next state, its gates: Variables from the composed cells, else None) from one
         step's input side and the state. ``mask``: variational dropout's mask of h in the
-        hidden-side matmuls; ``step``: the fused path's place in a sequence (see ``F.linear``).
+        hidden-side matmuls (not for a fused GRU cell, whose z ⊙ h needs h unmasked);
+        ``step``: the fused cell's place in a sequence (see ``F.lstm_cell``).
         """
         h = state[0] if mask is None else state[0] * mask
         if not self.composed:
-            hidden_gates = self.hidden_side(h, self.weight_t, step)
-            return _step(self.mode, input_gates, hidden_gates, state, self.fused, step), None
+            hidden = self.hidden_side
+            return _fused_step(self.mode, input_gates, h, state, hidden.weight, hidden.bias, self.fused,
+                               self.weight_t, step), None
         if self.mode == "LSTM":
             return lstm_step(input_gates, self.hidden_side(h), state[1], self.peephole, self.cell_norm)
         hidden_n = self.hidden_n
@@ -508,13 +514,18 @@ class _RNNBase(Module):
         return (F.dropout_mask((batch, input_size), p, dtype),
                 F.dropout_mask((batch, self.hidden_size), p, dtype))
 
-    def _run(self, x, state, layer, reverse, valid, record):
-        """One direction of one layer over the sequence x (T, B, in): a :class:`_Run`."""
+    def _run(self, x, state, layer, reverse, valid, all_states):
+        """One direction of one layer over the sequence x (T, B, in): a :class:`_Run`.
+
+        ``all_states``: the gates of every step are wanted as Variables (composed cells).
+        """
         name = f"{type(self).__name__.lower()}.l{layer}" + (".reverse" if reverse else "")
         steps, batch = x.shape[:2]
         with tg.scope(name):
-            equations = _Equations(self, self._suffix(layer, reverse), record=record, sequence=(steps, batch))
             x_mask, h_mask = self._variational_masks(batch, x.shape[2], x.dtype)
+            composed = all_states or (h_mask is not None and self.mode == "GRU")
+            equations = _Equations(self, self._suffix(layer, reverse), composed=composed,
+                                   sequence=(steps, batch))
             input_gates = F.unbind(equations.input_side(x if x_mask is None else x * x_mask))
             # Recorded, the steps write into arrays laid out for the whole sequence (kept for
             # backward anyway); otherwise each step's arrays are freed as soon as it is done.

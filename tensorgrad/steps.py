@@ -167,8 +167,8 @@ def blocks(lefts, rights=None):
                     right_array is None or items[k][1] == items[k - 1][1] + 1):
                 continue  # the run of consecutive steps goes on
             (left_t, right_t, _), n = items[start], k - start
-            pairs.append((_rows(left_array.array[left_t:left_t + n]),
-                          None if right_array is None else _rows(right_array.array[right_t:right_t + n])))
+            pairs.append((as_rows(left_array.array[left_t:left_t + n]),
+                          None if right_array is None else as_rows(right_array.array[right_t:right_t + n])))
             start = k
     if rest:
         pairs.append((_concatenated([lefts[i] for i in rest]),
@@ -176,9 +176,10 @@ def blocks(lefts, rights=None):
     return pairs
 
 
-def _rows(array):
-    """A (T, ..., n) block as a 2-d (rows, n) view."""
-    return array.reshape(-1, array.shape[-1])
+def as_rows(array):
+    """``array`` (..., n) as a 2-d array of rows (m, n): itself if it is 2-d already, so that
+    a step's slice stays recognisable (see :func:`step_index`)."""
+    return array if array.ndim == 2 else array.reshape(-1, array.shape[-1])
 
 
 def _concatenated(arrays):

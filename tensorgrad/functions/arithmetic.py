@@ -12,7 +12,7 @@ from tensorgrad.functions._util import operands
 from tensorgrad.functions.elementwise import log
 from tensorgrad.functions.shape import sum_to, swap_last_axes
 from tensorgrad.modes import is_grad_enabled
-from tensorgrad.steps import empty
+from tensorgrad.steps import as_rows
 from tensorgrad.variable import Variable
 
 
@@ -149,18 +149,9 @@ class Linear(Function):
     When the backward pass is not recorded, ∂L/∂W and ∂L/∂b are handed to the engine as
     :class:`~tensorgrad.autograd.SumOfProducts`, so that a weight used at every step of a
     sequence gets its gradient in one matmul over all steps.
-
-    ``weight_t``, if given, is Wᵀ copied into C order by a caller that multiplies by the same
-    W many times (a recurrent layer, once per step): BLAS multiplies a thin x by it up to
-    twice as fast as by the transposed view ``W.T``. It must hold W's current values.
-    ``step`` (a :class:`tensorgrad.steps.Step`): y is written into that step's slice.
     """
 
     op = "linear"
-
-    def __init__(self, weight_t=None, step=None):
-        self.weight_t = weight_t
-        self.step = step
 
     def forward(self, x, W, b=None):
         if W.ndim != 2 or x.ndim == 0 or x.shape[-1] != W.shape[1]:
@@ -170,9 +161,9 @@ class Linear(Function):
             raise ShapeError(f"linear: bias of shape {b.shape} does not fit a weight of shape "
                              f"{W.shape}")
         dtype = x.dtype if x.dtype == W.dtype else np.result_type(x, W)
-        y = empty(self.step, "linear", x.shape[:-1] + W.shape[:1], dtype)
-        rows = _rows(y)  # one matmul over all leading axes (not one per row of a 3-d x)
-        np.matmul(_rows(x), W.T if self.weight_t is None else self.weight_t, out=rows)
+        y = np.empty(x.shape[:-1] + W.shape[:1], dtype)
+        rows = as_rows(y)  # one matmul over all leading axes (not one per row of a 3-d x)
+        np.matmul(as_rows(x), W.T, out=rows)
         if b is not None:
             rows += b
         return y
@@ -186,16 +177,11 @@ class Linear(Function):
             gW = matmul(gy2.T, x.reshape(-1, x.shape[-1])) if W.requires_grad else None
             gb = gy2.sum(axis=0) if bias else None
         else:
-            g2 = _rows(gy.data)
+            g2 = as_rows(gy.data)
             gx = Variable._result((g2 @ W.data).reshape(x.shape), False) if x.requires_grad else None
-            gW = SumOfProducts(g2, _rows(x.data)) if W.requires_grad else None
+            gW = SumOfProducts(g2, as_rows(x.data)) if W.requires_grad else None
             gb = SumOfProducts(g2) if bias else None
         return (gx, gW) if len(self.inputs) == 2 else (gx, gW, gb)
-
-
-def _rows(array):
-    """``array`` as a 2-d array of rows: itself if it is one (a step's slice stays recognisable)."""
-    return array if array.ndim == 2 else array.reshape(-1, array.shape[-1])
 
 
 class AsType(Function):
@@ -241,10 +227,9 @@ def matmul(a, b):
     return MatMul()(*operands(a, b))
 
 
-def linear(x, W, b=None, *, weight_t=None, step=None):
-    """The affine map y = x Wᵀ + b of ``nn.Linear`` in one Function (``weight_t``, ``step``: see Linear)."""
-    function = Linear(weight_t, step)
-    return function(x, W) if b is None else function(x, W, b)
+def linear(x, W, b=None):
+    """The affine map y = x Wᵀ + b of ``nn.Linear`` in one Function."""
+    return Linear()(x, W) if b is None else Linear()(x, W, b)
 
 
 def astype(x, dtype):

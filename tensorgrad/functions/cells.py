@@ -1,9 +1,12 @@
-"""Recurrent cells as fused Functions: one elementwise node per time step, PyTorch's equations.
+"""Recurrent cells as fused Functions: one node per time step, PyTorch's equations.
 
-A cell step starts from two matmuls that compute every gate at once: the input side
-a = x Wᵢₕᵀ + bᵢₕ and the hidden side b = h Wₕₕᵀ + bₕₕ. The cell Functions here turn a, b
-(and the previous state) into the next state in one node, with a hand-written NumPy
-backward, instead of the dozen primitive nodes of the composed form.
+A cell step computes every gate at once from two affine maps: the input side
+a = x Wᵢₕᵀ + bᵢₕ, which a recurrent layer computes for all steps in one matmul before its
+loop, and the hidden side b = h Wₕₕᵀ + bₕₕ, which needs the previous step's state. The
+cell Functions here take a, the state and Wₕₕ, bₕₕ, and compute b and the next state in
+one node, with a hand-written NumPy backward, instead of the dozen primitive nodes of the
+composed form. Their backward hands the engine Wₕₕ's gradient as a
+:class:`~tensorgrad.autograd.SumOfProducts`, so that over a sequence it is one matmul.
 
 The composed form (``fused=False``) is kept, built from primitive Functions only: it is
 the reference the fused one is tested against, it draws nicely, and it supplies the
@@ -16,32 +19,33 @@ import functools
 
 import numpy as np
 
-from tensorgrad.autograd import grad
+from tensorgrad.autograd import SumOfProducts, grad
 from tensorgrad.function import Function, ShapeError
+from tensorgrad.functions.arithmetic import linear
 from tensorgrad.functions.elementwise import relu, sigmoid, sigmoid_array, tanh
 from tensorgrad.functions.shape import split
 from tensorgrad.modes import is_grad_enabled
-from tensorgrad.steps import empty
+from tensorgrad.steps import as_rows, empty
 from tensorgrad.variable import Variable, as_variable
 
 NONLINEARITIES = ("tanh", "relu")
 
 
 # ----------------------------------------------------------------------------- composed forms
-def _rnn_cell_composed(input_gates, hidden_gates, nonlinearity):
-    pre_activation = input_gates + hidden_gates
+def _rnn_cell_composed(input_gates, h, weight_hh, bias_hh=None, *, nonlinearity):
+    pre_activation = input_gates + linear(h, weight_hh, bias_hh)
     return tanh(pre_activation) if nonlinearity == "tanh" else relu(pre_activation)
 
 
-def _lstm_cell_composed(input_gates, hidden_gates, c):
-    i, f, g, o = split(input_gates + hidden_gates, 4, axis=-1)
+def _lstm_cell_composed(input_gates, h, c, weight_hh, bias_hh=None):
+    i, f, g, o = split(input_gates + linear(h, weight_hh, bias_hh), 4, axis=-1)
     c_next = sigmoid(f) * c + sigmoid(i) * tanh(g)
     return sigmoid(o) * tanh(c_next), c_next
 
 
-def _gru_cell_composed(input_gates, hidden_gates, h):
+def _gru_cell_composed(input_gates, h, weight_hh, bias_hh=None):
     a_r, a_z, a_n = split(input_gates, 3, axis=-1)
-    b_r, b_z, b_n = split(hidden_gates, 3, axis=-1)
+    b_r, b_z, b_n = split(linear(h, weight_hh, bias_hh), 3, axis=-1)
     r = sigmoid(a_r + b_r)
     z = sigmoid(a_z + b_z)
     n = tanh(a_n + r * b_n)
@@ -97,37 +101,91 @@ def _one_minus(x, out):
     return np.subtract(1, x, out=out)
 
 
-class FusedRNNCell(Function):
-    """h' = tanh(a + b) or relu(a + b);  ∂L/∂a = ∂L/∂b = ∂L/∂h' ⊙ (1 - h'²), or ⊙ [h' > 0]."""
+class _FusedCell(Function):
+    """What the fused cells share: the inputs (a, h, [c,] Wₕₕ[, bₕₕ]), the hidden side
+    b = h Wₕₕᵀ + bₕₕ in forward, and the gradients through it in backward.
 
-    def __init__(self, nonlinearity, step=None):
-        self.nonlinearity = nonlinearity
-        self.op = f"rnn_{nonlinearity}_cell"
+    ``weight_t``, if given, is Wₕₕᵀ copied into C order by a layer that multiplies by it at
+    every step: BLAS multiplies a thin h by it up to twice as fast as by the view ``Wₕₕ.T``.
+    It must hold Wₕₕ's current values. ``step`` (a :class:`tensorgrad.steps.Step`): the
+    step's arrays are slices of arrays laid out for the sequence.
+    """
+
+    states = 1  # h; the LSTM has (h, c)
+    composed = None  # the composed form, for the recorded backward
+
+    def __init__(self, weight_t=None, step=None):
+        self.weight_t = weight_t
         self.step = step
 
-    def forward(self, a, b):
-        h = np.add(a, b, out=empty(self.step, "h", a.shape, np.result_type(a, b)))
-        if self.nonlinearity == "tanh":
-            return np.tanh(h, out=h)
-        return np.maximum(h, 0, out=h)
+    def _hidden_side(self, h, W, b, name, dtype):
+        """b = h Wₕₕᵀ + bₕₕ, into the step's array ``name``."""
+        side = empty(self.step, name, h.shape[:-1] + W.shape[:1], dtype)
+        np.matmul(h, W.T if self.weight_t is None else self.weight_t, out=side)
+        if b is not None:
+            side += b
+        return side
 
-    def backward(self, grad_h):
+    def _through_hidden_side(self, grad_side):
+        """(∂L/∂h, ∂L/∂Wₕₕ, ∂L/∂bₕₕ) from ∂L/∂b, the gradient at the hidden side:
+
+            ∂L/∂h = ∂L/∂b Wₕₕ,  ∂L/∂Wₕₕ = ∂L/∂bᵀ h,  ∂L/∂bₕₕ = Σ ∂L/∂b over the rows
+        """
+        h, W = self.inputs[1], self.inputs[1 + self.states]
+        rows = as_rows(grad_side)
+        grad_h = np.matmul(grad_side, W.data) if h.requires_grad else None
+        grad_W = SumOfProducts(rows, as_rows(h.data)) if W.requires_grad else None
+        has_bias = len(self.inputs) == 3 + self.states
+        grad_b = SumOfProducts(rows) if has_bias and self.inputs[-1].requires_grad else None
+        return grad_h, grad_W, grad_b
+
+    def _gradients(self, grad_input_side, grad_h, grad_W, grad_b, *grad_more_state):
+        """The backward's result, one per input, from arrays (and SumOfProducts)."""
+        grads = [Variable._result(g, False) if g is not None else None
+                 for g in (grad_input_side, grad_h, *grad_more_state)]
+        grads.append(grad_W)
+        if len(self.inputs) == 3 + self.states:
+            grads.append(grad_b)
+        return tuple(grads)
+
+    def backward(self, *grad_outputs):
         if is_grad_enabled():
-            composed = functools.partial(_rnn_cell_composed, nonlinearity=self.nonlinearity)
-            return _composed_gradients(self, composed, [grad_h])
+            return _composed_gradients(self, self.composed, list(grad_outputs))
+        return self.numpy_backward(*(g.data for g in grad_outputs))
+
+
+class FusedRNNCell(_FusedCell):
+    """h' = tanh(z) or relu(z) with z = a + h Wₕₕᵀ + bₕₕ;
+
+        ∂L/∂z = ∂L/∂h' ⊙ (1 - h'²), or ∂L/∂h' ⊙ [h' > 0];  ∂L/∂a = ∂L/∂b = ∂L/∂z
+    """
+
+    def __init__(self, nonlinearity, weight_t=None, step=None):
+        super().__init__(weight_t, step)
+        self.nonlinearity = nonlinearity
+        self.op = f"rnn_{nonlinearity}_cell"
+        self.composed = functools.partial(_rnn_cell_composed, nonlinearity=nonlinearity)
+
+    def forward(self, a, h, W, b=None):
+        z = self._hidden_side(h, W, b, "h", _dtype(a, h, W))
+        z += a
+        if self.nonlinearity == "tanh":
+            return np.tanh(z, out=z)
+        return np.maximum(z, 0, out=z)
+
+    def numpy_backward(self, grad_h):
         h = self.outputs[0]().data
         g = empty(self.step, "grad_gates", h.shape, h.dtype)
         if self.nonlinearity == "tanh":
             _one_minus(np.multiply(h, h, out=g), g)
-            g *= grad_h.data
+            g *= grad_h
         else:
-            np.multiply(grad_h.data, h > 0, out=g)
-        g = Variable._result(g, False)
-        return g, g
+            np.multiply(grad_h, h > 0, out=g)
+        return self._gradients(g, *self._through_hidden_side(g))
 
 
-class FusedLSTMCell(Function):
-    """(h', c') from the gates z = a + b = [zᵢ, z_f, z_g, z_o] and the cell state c:
+class FusedLSTMCell(_FusedCell):
+    """(h', c') from the gates z = a + h Wₕₕᵀ + bₕₕ = [zᵢ, z_f, z_g, z_o] and the cell state c:
 
         i = σ(zᵢ),  f = σ(z_f),  g = tanh(z_g),  o = σ(z_o)
         c' = f ⊙ c + i ⊙ g,      h' = o ⊙ tanh(c')
@@ -140,13 +198,13 @@ class FusedLSTMCell(Function):
     """
 
     op = "lstm_cell"
+    states = 2
+    composed = staticmethod(_lstm_cell_composed)
 
-    def __init__(self, step=None):
-        self.step = step
-
-    def forward(self, a, b, c):
-        dtype = np.result_type(a, b, c)
-        gates = np.add(a, b, out=empty(self.step, "gates", a.shape, dtype))  # activated in place
+    def forward(self, a, h, c, W, b=None):
+        dtype = _dtype(a, h, c, W)
+        gates = self._hidden_side(h, W, b, "gates", dtype)  # activated in place
+        gates += a
         i, f, g, o = _gates(gates, 4)
         sigmoid_array(gates[..., :2 * c.shape[-1]], out=gates[..., :2 * c.shape[-1]])  # i and f
         np.tanh(g, out=g)
@@ -158,24 +216,22 @@ class FusedLSTMCell(Function):
         self.saved = gates, c_next  # tanh(c') is computed again in backward: one array less to keep
         return np.multiply(o, tanh_c, out=empty(self.step, "h", c.shape, dtype)), c_next
 
-    def backward(self, grad_h, grad_c):
-        if is_grad_enabled():
-            return _composed_gradients(self, _lstm_cell_composed, [grad_h, grad_c])
+    def numpy_backward(self, grad_h, grad_c):
         gates, c_next = self.saved
         i, f, g, o = _gates(gates, 4)
-        c, gh = self.inputs[2].data, grad_h.data
+        c = self.inputs[2].data
         dz = empty(self.step, "grad_gates", gates.shape, gates.dtype)
         di, df, dg, do = _gates(dz, 4)
         tanh_c = np.tanh(c_next)
         dc = np.multiply(tanh_c, tanh_c)
         _one_minus(dc, dc)
         dc *= o
-        dc *= gh
-        dc += grad_c.data
+        dc *= grad_h
+        dc += grad_c
         _one_minus(o, do)
         do *= o
         do *= tanh_c
-        do *= gh
+        do *= grad_h
         _one_minus(i, di)
         di *= i
         di *= g
@@ -189,12 +245,12 @@ class FusedLSTMCell(Function):
         dg *= i
         dg *= dc
         dc *= f
-        dz = Variable._result(dz, False)
-        return dz, dz, Variable._result(dc, False)
+        return self._gradients(dz, *self._through_hidden_side(dz), dc)
 
 
-class FusedGRUCell(Function):
-    """h' from the input side a = [aᵣ, a_z, aₙ], the hidden side b = [bᵣ, b_z, bₙ] and h:
+class FusedGRUCell(_FusedCell):
+    """h' from the input side a = [aᵣ, a_z, aₙ], the hidden side b = h Wₕₕᵀ + bₕₕ = [bᵣ, b_z, bₙ]
+    and h:
 
         r = σ(aᵣ + bᵣ),  z = σ(a_z + b_z),  n = tanh(aₙ + r ⊙ bₙ)
         h' = (1 - z) ⊙ n + z ⊙ h
@@ -203,36 +259,33 @@ class FusedGRUCell(Function):
     with δn = ∂L/∂h' ⊙ (1 - z) ⊙ (1 - n²) the gradient at n's pre-activation:
 
         ∂L/∂aᵣ = ∂L/∂bᵣ = δn ⊙ bₙ ⊙ r(1 - r),  ∂L/∂a_z = ∂L/∂b_z = ∂L/∂h' ⊙ (h - n) ⊙ z(1 - z),
-        ∂L/∂aₙ = δn,  ∂L/∂bₙ = δn ⊙ r,  ∂L/∂h = ∂L/∂h' ⊙ z
+        ∂L/∂aₙ = δn,  ∂L/∂bₙ = δn ⊙ r,  and ∂L/∂h = ∂L/∂h' ⊙ z plus the path through b
     """
 
     op = "gru_cell"
+    composed = staticmethod(_gru_cell_composed)
 
-    def __init__(self, step=None):
-        self.step = step
-
-    def forward(self, a, b, h):
-        dtype = np.result_type(a, b, h)
+    def forward(self, a, h, W, b=None):
+        dtype = _dtype(a, h, W)
         H = h.shape[-1]
+        hidden = self._hidden_side(h, W, b, "hidden_gates", dtype)  # bₙ is needed in backward
         gates = empty(self.step, "gates", a.shape, dtype)  # r, z, n side by side
         r, z, n = _gates(gates, 3)
-        rz = np.add(a[..., :2 * H], b[..., :2 * H], out=gates[..., :2 * H])
+        rz = np.add(a[..., :2 * H], hidden[..., :2 * H], out=gates[..., :2 * H])
         sigmoid_array(rz, out=rz)
-        np.multiply(r, b[..., 2 * H:], out=n)
+        np.multiply(r, hidden[..., 2 * H:], out=n)
         n += a[..., 2 * H:]
         np.tanh(n, out=n)
-        self.saved = gates
+        self.saved = gates, hidden
         h_next = np.subtract(h, n, out=empty(self.step, "h", h.shape, dtype))
         h_next *= z
         h_next += n
         return h_next
 
-    def backward(self, grad_h):
-        if is_grad_enabled():
-            return _composed_gradients(self, _gru_cell_composed, [grad_h])
-        gates = self.saved
+    def numpy_backward(self, grad_h):
+        gates, hidden = self.saved
         r, z, n = _gates(gates, 3)
-        h, gh = self.inputs[2].data, grad_h.data
+        h = self.inputs[1].data
         H = h.shape[-1]
         da = empty(self.step, "grad_input_gates", gates.shape, gates.dtype)
         dr, dz, dn = _gates(da, 3)
@@ -240,65 +293,77 @@ class FusedGRUCell(Function):
         _one_minus(dn, dn)
         work = _one_minus(z, None)
         dn *= work
-        dn *= gh
+        dn *= grad_h
         work *= z
         np.subtract(h, n, out=dz)
         dz *= work
-        dz *= gh
+        dz *= grad_h
         _one_minus(r, dr)
         dr *= r
-        dr *= self.inputs[1].data[..., 2 * H:]  # bₙ
+        dr *= hidden[..., 2 * H:]  # bₙ
         dr *= dn
         db = empty(self.step, "grad_hidden_gates", gates.shape, gates.dtype)
         db[..., :2 * H] = da[..., :2 * H]
         np.multiply(dn, r, out=db[..., 2 * H:])
-        return (Variable._result(da, False), Variable._result(db, False),
-                Variable._result(gh * z, False))
+        grad_h_through_b, grad_W, grad_b = self._through_hidden_side(db)
+        if grad_h_through_b is not None:
+            grad_h_through_b += np.multiply(grad_h, z, out=work)
+        return self._gradients(da, grad_h_through_b, grad_W, grad_b)
+
+
+def _dtype(*arrays):
+    """The result dtype of ``arrays``; the common case (all alike) without NumPy's promotion call."""
+    first = arrays[0].dtype
+    return first if all(a.dtype == first for a in arrays) else np.result_type(*arrays)
 
 
 # ----------------------------------------------------------------------------- public functions
-def _check_shapes(op, gates, a, b, state=None):
-    """a and b of one shape (..., gates·H); the state, if any, of shape (..., H)."""
-    fits = a.shape == b.shape and a.ndim > 0 and a.shape[-1] % gates == 0
-    if fits and state is not None:
-        fits = state.shape == a.shape[:-1] + (a.shape[-1] // gates,)
+def _checked(op, gates, input_gates, h, weight_hh, bias_hh, c=None):
+    """The operands as Variables, their shapes checked: a (..., gates·H), h and c (..., H),
+    Wₕₕ (gates·H, H), bₕₕ (gates·H,)."""
+    a, h, W = as_variable(input_gates), as_variable(h), as_variable(weight_hh)
+    b = None if bias_hh is None else as_variable(bias_hh)
+    c = None if c is None else as_variable(c)
+    size = h.shape[-1] if h.ndim else 0
+    fits = (h.ndim > 0 and a.shape == h.shape[:-1] + (gates * size,)
+            and W.shape == (gates * size, size) and (b is None or b.shape == (gates * size,))
+            and (c is None or c.shape == h.shape))
     if not fits:
-        side = "(..., H)" if gates == 1 else f"(..., {gates}·H)"
-        given, expected = f"{a.shape} and {b.shape}", f"{side} and {side}"
-        if state is not None:
-            given = f"{a.shape}, {b.shape} and a state {state.shape}"
-            expected = f"{side}, {side} and (..., H)"
-        raise ShapeError(f"{op}: input-side and hidden-side pre-activations {given} do not fit; "
-                         f"expected {expected}")
+        side = "H" if gates == 1 else f"{gates}·H"
+        given = [f"input gates {a.shape}", f"h {h.shape}"] + ([f"c {c.shape}"] if c is not None else [])
+        given += [f"weight_hh {W.shape}"] + ([f"bias_hh {b.shape}"] if b is not None else [])
+        expected = [f"(..., {side})", "(..., H)"] + (["(..., H)"] if c is not None else [])
+        expected += [f"({side}, H)"] + ([f"({side},)"] if b is not None else [])
+        raise ShapeError(f"{op}: {', '.join(given)} do not fit; expected {', '.join(expected)}")
+    operands = (a, h) if c is None else (a, h, c)
+    return operands + ((W,) if b is None else (W, b))
 
 
-def rnn_cell(input_gates, hidden_gates, nonlinearity="tanh", *, fused=True, step=None):
-    """The Elman cell h' = tanh(a + b) (or relu) from a = x Wᵢₕᵀ + bᵢₕ and b = h Wₕₕᵀ + bₕₕ.
+def rnn_cell(input_gates, h, weight_hh, bias_hh=None, nonlinearity="tanh", *, fused=True,
+             weight_t=None, step=None):
+    """The Elman cell h' = tanh(a + h Wₕₕᵀ + bₕₕ) (or relu), from the input side a = x Wᵢₕᵀ + bᵢₕ.
 
-    ``step``: a recurrent layer's :class:`tensorgrad.steps.Step` the fused cell writes into.
+    ``weight_t`` and ``step``: a recurrent layer's layout hints (see :class:`_FusedCell`).
     """
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"rnn_cell: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or 'relu'")
-    a, b = as_variable(input_gates), as_variable(hidden_gates)
-    _check_shapes("rnn_cell", 1, a, b)
+    operands = _checked("rnn_cell", 1, input_gates, h, weight_hh, bias_hh)
     if fused:
-        return FusedRNNCell(nonlinearity, step)(a, b)
-    return _rnn_cell_composed(a, b, nonlinearity)
+        return FusedRNNCell(nonlinearity, weight_t, step)(*operands)
+    return _rnn_cell_composed(*operands, nonlinearity=nonlinearity)
 
 
-def lstm_cell(input_gates, hidden_gates, c, *, fused=True, step=None):
+def lstm_cell(input_gates, h, c, weight_hh, bias_hh=None, *, fused=True, weight_t=None, step=None):
     """(h', c') of the LSTM cell (gates in PyTorch's order i, f, g, o); see FusedLSTMCell and rnn_cell."""
-    a, b, c = as_variable(input_gates), as_variable(hidden_gates), as_variable(c)
-    _check_shapes("lstm_cell", 4, a, b, c)
+    operands = _checked("lstm_cell", 4, input_gates, h, weight_hh, bias_hh, c)
     if fused:
-        return FusedLSTMCell(step)(a, b, c)
-    return _lstm_cell_composed(a, b, c)
+        return FusedLSTMCell(weight_t, step)(*operands)
+    return _lstm_cell_composed(*operands)
 
 
-def gru_cell(input_gates, hidden_gates, h, *, fused=True, step=None):
+def gru_cell(input_gates, h, weight_hh, bias_hh=None, *, fused=True, weight_t=None, step=None):
     """h' of PyTorch's GRU cell (gates in the order r, z, n); see FusedGRUCell and rnn_cell."""
-    a, b, h = as_variable(input_gates), as_variable(hidden_gates), as_variable(h)
-    _check_shapes("gru_cell", 3, a, b, h)
+    operands = _checked("gru_cell", 3, input_gates, h, weight_hh, bias_hh)
     if fused:
-        return FusedGRUCell(step)(a, b, h)
-    return _gru_cell_composed(a, b, h)
+        return FusedGRUCell(weight_t, step)(*operands)
+    return _gru_cell_composed(*operands)

@@ -300,9 +300,12 @@ def test_reset_before_differs_from_reset_after_on_the_same_weights():
 @pytest.mark.parametrize("kind, options, ops", [
     ("lstm", {}, {"lstm_cell"}),
     ("lstm", {"variational_dropout": 0.3}, {"lstm_cell"}),
-    ("gru", {"layer_norm": True}, {"gru_cell"}),
+    ("gru", {}, {"gru_cell"}),
     ("lstm", {"peephole": True}, {"sigmoid", "tanh"}),
+    ("lstm", {"layer_norm": True}, {"sigmoid", "tanh"}),
+    ("gru", {"layer_norm": True}, {"sigmoid", "tanh"}),
     ("gru", {"reset_after": False}, {"sigmoid", "tanh"}),
+    ("gru", {"variational_dropout": 0.3}, {"sigmoid", "tanh"}),  # z ⊙ h needs h unmasked
 ])
 def test_fused_cells_where_the_variant_allows(kind, options, ops):
     model = make(kind, np.float32, **options)

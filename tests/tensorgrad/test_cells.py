@@ -20,46 +20,56 @@ def sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
-def rnn_tanh_reference(a, b):
-    return (np.tanh(a + b),)
+def hidden_side(h, W, b=None):
+    return h @ W.T + (0 if b is None else b)
 
 
-def rnn_relu_reference(a, b):
-    return (np.maximum(a + b, 0),)
+def rnn_tanh_reference(a, h, W, b=None):
+    return (np.tanh(a + hidden_side(h, W, b)),)
 
 
-def lstm_reference(a, b, c):
-    i, f, g, o = np.split(a + b, 4, axis=-1)
+def rnn_relu_reference(a, h, W, b=None):
+    return (np.maximum(a + hidden_side(h, W, b), 0),)
+
+
+def lstm_reference(a, h, c, W, b=None):
+    i, f, g, o = np.split(a + hidden_side(h, W, b), 4, axis=-1)
     c_next = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
     return sigmoid(o) * np.tanh(c_next), c_next
 
 
-def gru_reference(a, b, h):
+def gru_reference(a, h, W, b=None):
     a_r, a_z, a_n = np.split(a, 3, axis=-1)
-    b_r, b_z, b_n = np.split(b, 3, axis=-1)
+    b_r, b_z, b_n = np.split(hidden_side(h, W, b), 3, axis=-1)
     r, z = sigmoid(a_r + b_r), sigmoid(a_z + b_z)
     n = np.tanh(a_n + r * b_n)
     return ((1 - z) * n + z * h,)
 
 
-# name: (function of (a, b, state..., fused=), gates, has a state, NumPy reference)
+def rnn(nonlinearity):
+    def cell(a, h, W, b=None, *, fused=True):
+        return F.rnn_cell(a, h, W, b, nonlinearity, fused=fused)
+    return cell
+
+
+# name: (function of (a, h, [c,] W[, b], fused=), gates, has a cell state, NumPy reference)
 CELLS = {
-    "rnn_tanh": (lambda a, b, *, fused=True: F.rnn_cell(a, b, "tanh", fused=fused), 1, False,
-                 rnn_tanh_reference),
-    "rnn_relu": (lambda a, b, *, fused=True: F.rnn_cell(a, b, "relu", fused=fused), 1, False,
-                 rnn_relu_reference),
+    "rnn_tanh": (rnn("tanh"), 1, False, rnn_tanh_reference),
+    "rnn_relu": (rnn("relu"), 1, False, rnn_relu_reference),
     "lstm": (F.lstm_cell, 4, True, lstm_reference),
-    "gru": (F.gru_cell, 3, True, gru_reference),
+    "gru": (F.gru_cell, 3, False, gru_reference),
 }
 
 
-def inputs(name, batch_shape=(2,), dtype=np.float64, seed=0):
-    """Random float Variables (a, b[, state]) for cell ``name``, away from relu's kink."""
-    _, gates, has_state, _ = CELLS[name]
+def inputs(name, batch_shape=(2,), dtype=np.float64, seed=0, bias=True):
+    """Random float Variables (a, h[, c], W[, b]) for cell ``name``, away from relu's kink."""
+    _, gates, has_c, _ = CELLS[name]
     rng = np.random.default_rng(seed)
-    shapes = [batch_shape + (gates * H,)] * 2 + ([batch_shape + (H,)] if has_state else [])
+    state = [batch_shape + (H,)] * (2 if has_c else 1)
+    shapes = [batch_shape + (gates * H,)] + state + [(gates * H, H)] + ([(gates * H,)] if bias else [])
+    names = ["a", "h"] + (["c"] if has_c else []) + ["W", "b"]
     arrays = [rng.uniform(0.2, 1.5, s) * rng.choice([-1, 1], s) / 2 for s in shapes]
-    return [tg.Variable(a.astype(dtype), name=n) for a, n in zip(arrays, "abs", strict=False)]
+    return [tg.Variable(x.astype(dtype), name=n) for x, n in zip(arrays, names, strict=False)]
 
 
 def as_tuple(out):
@@ -76,9 +86,10 @@ def weighted_gradients(fn, xs, seed=1):
 
 @pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("batch_shape", [(), (1,), (3,), (2, 2)], ids=str)
-def test_fused_matches_composed_and_reference(name, batch_shape):
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+def test_fused_matches_composed_and_reference(name, batch_shape, bias):
     fn, _, _, reference = CELLS[name]
-    xs = inputs(name, batch_shape)
+    xs = inputs(name, batch_shape, bias=bias)
     fused_out, fused_grads = weighted_gradients(lambda *v: fn(*v, fused=True), xs)
     composed_out, composed_grads = weighted_gradients(lambda *v: fn(*v, fused=False), xs)
     expected = reference(*[x.data for x in xs])
@@ -136,16 +147,15 @@ def test_create_graph_path_gives_the_numpy_gradients(name):
 
 
 def test_gradgradcheck_through_a_chain_of_fused_cells():
-    rng = np.random.default_rng(3)
-    a1, a2, b = (tg.Variable(rng.normal(0, 0.5, (2, 4 * H))) for _ in range(3))
-    c = tg.Variable(rng.normal(0, 0.5, (2, H)))
-    W = tg.Variable(rng.normal(0, 0.5, (4 * H, H)))
+    """Two steps sharing Wₕₕ and bₕₕ, second derivatives included."""
+    a1, h, c, W, b = inputs("lstm", seed=3)
+    a2 = tg.Variable(np.random.default_rng(4).normal(0, 0.5, a1.shape))
 
-    def chain(a1, a2, b, c, W):
-        h1, c1 = F.lstm_cell(a1, b, c)
-        return F.lstm_cell(a2, F.linear(h1, W), c1)
+    def chain(a1, a2, h, c, W, b):
+        h1, c1 = F.lstm_cell(a1, h, c, W, b)
+        return F.lstm_cell(a2, h1, c1, W, b)
 
-    assert tg.gradgradcheck(chain, a1, a2, b, c, W)
+    assert tg.gradgradcheck(chain, a1, a2, h, c, W, b)
 
 
 def test_create_graph_does_not_leave_the_graph_changed():
@@ -162,30 +172,37 @@ def test_create_graph_does_not_leave_the_graph_changed():
 def test_create_graph_differentiates_only_the_cell():
     """The composed form's gradient stops at the cell's inputs: the network before the cell
     is differentiated once, by the outer backward pass, not again inside the cell's."""
-    a, b, c = inputs("lstm")
+    a, *rest = inputs("lstm")
     calls = []
     upstream = a * 2.0
     upstream.register_hook(lambda g: calls.append(g))
-    h, c_next = F.lstm_cell(upstream, b, c)
+    h, c_next = F.lstm_cell(upstream, *rest)
     (h.sum() + c_next.sum()).backward(create_graph=True)
     assert len(calls) == 1
     np.testing.assert_allclose(a.grad.data, 2 * calls[0].data)
 
 
-def test_constant_state_gets_no_gradient():
-    a, b, c = inputs("lstm")
-    c = c.detach()
-    h, _ = F.lstm_cell(a, b, c)
-    ga, gc = tg.grad(h.sum(), [a, c])
-    assert ga is not None and gc is None
+@pytest.mark.parametrize("name", CELLS)
+def test_constant_operands_get_no_gradient(name):
+    """A constant state (the zeros a layer starts from) or weight gets None, the others theirs."""
+    fn = CELLS[name][0]
+    xs = inputs(name)
+    for k in range(1, len(xs)):
+        operands = [x.detach() if i == k else x for i, x in enumerate(xs)]
+        out = as_tuple(fn(*operands))
+        grads = tg.grad(sum((y.sum() for y in out), start=0.0), operands)
+        assert [g is None for g in grads] == [i == k for i in range(len(xs))]
 
 
 @pytest.mark.parametrize("name, shapes, message", [
-    ("lstm", [(2, 12), (2, 8), (2, 3)], r"lstm_cell: .*\(2, 12\), \(2, 8\) and a state \(2, 3\)"),
-    ("lstm", [(2, 12), (2, 12), (2, 4)], r"lstm_cell: .*expected \(\.\.\., 4·H\)"),
-    ("lstm", [(2, 10), (2, 10), (2, 3)], r"lstm_cell"),
-    ("gru", [(2, 9), (2, 9), (3, 3)], r"gru_cell: .*\(2, 9\), \(2, 9\) and a state \(3, 3\)"),
-    ("rnn_tanh", [(2, 3), (3, 3)], r"rnn_cell: .*\(2, 3\) and \(3, 3\)"),
+    ("lstm", [(2, 12), (2, 2), (2, 3), (12, 3)],
+     r"lstm_cell: input gates \(2, 12\), h \(2, 2\), c \(2, 3\), weight_hh \(12, 3\) do not fit; "
+     r"expected \(\.\.\., 4·H\), \(\.\.\., H\), \(\.\.\., H\), \(4·H, H\)"),
+    ("lstm", [(2, 12), (2, 3), (2, 3), (12, 4)], r"lstm_cell: .*weight_hh \(12, 4\)"),
+    ("lstm", [(2, 10), (2, 3), (2, 3), (10, 3)], r"lstm_cell"),
+    ("gru", [(2, 9), (2, 3), (9, 3), (6,)], r"gru_cell: .*bias_hh \(6,\) do not fit; .*\(3·H,\)"),
+    ("gru", [(2, 9), (3, 3), (9, 3)], r"gru_cell: input gates \(2, 9\), h \(3, 3\)"),
+    ("rnn_tanh", [(2, 3), (2, 3), (3, 2)], r"rnn_cell: .*weight_hh \(3, 2\) do not fit; .*\(H, H\)"),
 ])
 def test_shape_errors(name, shapes, message):
     fn = CELLS[name][0]
@@ -194,6 +211,6 @@ def test_shape_errors(name, shapes, message):
 
 
 def test_unknown_nonlinearity():
-    a, b = inputs("rnn_tanh")
+    a, h, W, _ = inputs("rnn_tanh")
     with pytest.raises(ValueError, match="rnn_cell: unknown nonlinearity 'sigmoid'"):
-        F.rnn_cell(a, b, "sigmoid")
+        F.rnn_cell(a, h, W, nonlinearity="sigmoid")

@@ -59,8 +59,8 @@ def test_blocks_sum_to_the_sum_of_products_in_any_order_and_mixture(seed):
 
 def test_sum_of_products_merges_and_equals_the_recorded_gradient():
     rng = np.random.default_rng(0)
-    W = tg.Variable(rng.standard_normal((4, 3)))
-    b = tg.Variable(rng.standard_normal(4))
+    W = tg.Variable(rng.standard_normal((3, 3)))
+    b = tg.Variable(rng.standard_normal(3))
     xs = [tg.Variable(rng.standard_normal((2, 3))) for _ in range(3)]
     arrays = StepArrays(3)
 
@@ -68,7 +68,7 @@ def test_sum_of_products_merges_and_equals_the_recorded_gradient():
         h = xs[0]
         total = (W * W).sum()  # a use of W that is not a product: its gradient is added to the sums
         for t in range(3):
-            y = F.linear(h, W, b, step=arrays.step(t) if t else None)
+            y = F.rnn_cell(xs[t], h, W, b, step=arrays.step(t) if t else None)
             total = total + (F.tanh(y) * xs[t].sum()).sum()
             h = F.linear(y, W.T)  # W again, transposed: a product of another shape
         return total
@@ -92,41 +92,43 @@ def test_linear_hands_the_engine_deferred_weight_gradients_only_when_not_recordi
     assert all(isinstance(g, tg.Variable) for g in y.creator.backward(gy))  # recorded: Variables
 
 
-def test_linear_with_a_transposed_weight_and_a_step_slot():
+def test_a_cell_with_a_transposed_weight_and_a_step_slot():
     rng = np.random.default_rng(1)
-    x, W, b = rng.standard_normal((2, 5, 3)), rng.standard_normal((4, 3)), rng.standard_normal(4)
-    expected = x @ W.T + b
-    y = F.linear(tg.Variable(x), tg.Variable(W), tg.Variable(b), weight_t=np.ascontiguousarray(W.T))
-    np.testing.assert_allclose(y.data, expected, rtol=1e-12)
-    y = F.linear(tg.Variable(x[0]), tg.Variable(W), tg.Variable(b), step=StepArrays(2).step(1))
-    assert step_index(y.data)[1] == 1  # written into its step's slice
-    np.testing.assert_allclose(y.data, expected[0], rtol=1e-12)
+    a, h, c = rng.standard_normal((2, 12)), rng.standard_normal((2, 3)), rng.standard_normal((2, 3))
+    W, b = rng.standard_normal((12, 3)), rng.standard_normal(12)
+    operands = [tg.Variable(v) for v in (a, h, c, W, b)]
+    expected = F.lstm_cell(*operands)
+    found = F.lstm_cell(*operands, weight_t=np.ascontiguousarray(W.T), step=StepArrays(2).step(1))
+    assert step_index(found[0].data)[1] == 1 and step_index(found[1].data)[1] == 1  # its step's slices
+    for e, f in zip(expected, found, strict=True):
+        np.testing.assert_allclose(f.data, e.data, rtol=1e-12)
 
 
 CELLS = {
-    "rnn": (1, lambda a, b, s, step: (F.rnn_cell(a, b, step=step),)),
-    "lstm": (4, lambda a, b, s, step: F.lstm_cell(a, b, s[1], step=step)),
-    "gru": (3, lambda a, b, s, step: (F.gru_cell(a, b, s[0], step=step),)),
+    "rnn": (1, lambda a, s, W, b, **layout: (F.rnn_cell(a, s[0], W, b, **layout),)),
+    "lstm": (4, lambda a, s, W, b, **layout: F.lstm_cell(a, s[0], s[1], W, b, **layout)),
+    "gru": (3, lambda a, s, W, b, **layout: (F.gru_cell(a, s[0], W, b, **layout),)),
 }
 
 
 def unrolled(kind, x, W_ih, W_hh, b, h0, steps):
-    """A hand-unrolled layer of ``kind`` over x (T, B, in), with ``steps`` (StepArrays) or without."""
+    """A hand-unrolled layer of ``kind`` over x (T, B, in), with ``steps`` (StepArrays and
+    Wₕₕᵀ laid out in C order) or without."""
     cell = CELLS[kind][1]
     arrays = StepArrays(len(x)) if steps else None
+    weight_t = np.ascontiguousarray(W_hh.data.T) if steps else None
     inputs = F.unbind(F.linear(x, W_ih))
     state, outputs = (h0, h0), []
     for t in range(len(x)):
         step = None if arrays is None else arrays.step(t)
-        hidden = F.linear(state[0], W_hh, b, step=step)
-        state = cell(inputs[t], hidden, state, step)
+        state = cell(inputs[t], state, W_hh, b, weight_t=weight_t, step=step)
         state = state if len(state) == 2 else (state[0], state[0])
         outputs.append(state[0])
     return F.stack(outputs), state[1]
 
 
 @pytest.mark.parametrize("kind", CELLS)
-def test_cells_and_linears_at_steps_match_the_plain_ones_and_central_differences(kind):
+def test_cells_at_steps_match_the_plain_ones_and_central_differences(kind):
     gates = CELLS[kind][0]
     rng = np.random.default_rng(2)
     T, B, IN, H = 4, 2, 3, 3
