@@ -1,13 +1,14 @@
 """nn: networks built from tensorgrad Functions, with PyTorch's names, shapes and semantics."""
 
 from nn import data, diagnostics, generate, optim, tasks
+from nn.cells import GRUCell, LSTMCell, RNNCell
 from nn.charlm import CharRNN, sample_text
 from nn.checkpoint import load, save
 from nn.clip import clip_grad_norm, clip_grad_value
 from nn.layers import Dropout, Embedding, LayerNorm, Linear, Sequential
 from nn.losses import MSELoss, SoftmaxCrossEntropy, mse_loss, softmax_cross_entropy
 from nn.module import Module, Parameter
-from nn.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from nn.recurrent import GRU, LSTM, RNN
 from nn.tbptt import TBPTT
 from nn.threads import set_num_threads
 

@@ -132,9 +132,12 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
     Variables are stored there instead of any ``.grad`` being touched.
     """
     grads = {}  # id(Variable) -> gradient so far; every key's Variable is alive meanwhile
-    leaves = {}
+    leaves = {}  # id(leaf) -> leaf, for the leaves reached
     for y, g in zip(outputs, grad_outputs, strict=True):
-        _add_grad(grads, leaves, y, g if g.dtype == y.dtype else g.astype(y.dtype), create_graph)
+        g = g if g.dtype == y.dtype else g.astype(y.dtype)
+        grads[id(y)] = g if id(y) not in grads else _sum(grads[id(y)], g, create_graph)
+        if y.creator is None:
+            leaves[id(y)] = y
     functions = sorted(reachable_functions(outputs), key=_seq, reverse=True)
     needed = None if wanted is None else _leading_to(functions, wanted)
     keep_all = retain_grad and wanted is None
@@ -171,15 +174,20 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
             if anomaly:
                 gxs = [None if g is None else _complete(g) for g in gxs]
                 check_finite(function, "input gradient", [None if g is None else g.data for g in gxs])
-            for x, gx in zip(function.inputs, gxs, strict=True):
-                if gx is not None and x.requires_grad:
-                    data = x.data
-                    if gx.shape != data.shape:
-                        raise RuntimeError(f"{function.name}.backward returned a gradient of shape "
-                                           f"{gx.shape} for an input of shape {data.shape}")
-                    if gx.dtype != data.dtype:
-                        gx = _complete(gx).astype(data.dtype)
-                    _add_grad(grads, leaves, x, gx, create_graph)
+            for x, gx in zip(function.inputs, gxs):  # of equal length, checked above
+                if gx is None or not x.requires_grad:
+                    continue
+                data = x.data
+                if gx.shape != data.shape:
+                    raise RuntimeError(f"{function.name}.backward returned a gradient of shape "
+                                       f"{gx.shape} for an input of shape {data.shape}")
+                if gx.dtype != data.dtype:
+                    gx = _complete(gx).astype(data.dtype)
+                key = id(x)
+                previous = grads.get(key)
+                grads[key] = gx if previous is None else _sum(previous, gx, create_graph)
+                if x.creator is None:
+                    leaves[key] = x
     return [(leaf, _complete(grads[key])) for key, leaf in leaves.items()]
 
 
@@ -215,17 +223,12 @@ def _leading_to(functions, wanted):
     return needed
 
 
-def _add_grad(grads, leaves, x, gx, create_graph):
-    key = id(x)
-    previous = grads.get(key)
-    if previous is None:
-        grads[key] = gx
-    elif type(previous) is SumOfProducts and type(gx) is SumOfProducts:
-        previous.add(gx)
-    else:
-        grads[key] = _accumulate(_complete(previous), _complete(gx), create_graph)
-    if x.creator is None:
-        leaves[key] = x
+def _sum(previous, g, create_graph):
+    """The sum of two gradients of one Variable (SumOfProducts merge into one)."""
+    if type(previous) is SumOfProducts and type(g) is SumOfProducts:
+        previous.add(g)
+        return previous
+    return _accumulate(_complete(previous), _complete(g), create_graph)
 
 
 def _store_grad(x, g, create_graph):

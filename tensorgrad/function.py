@@ -38,6 +38,12 @@ class Function:
 
     Calling an instance records it, when any input requires a gradient and gradient mode
     is on; each instance is called once.
+
+    One exception to "Variables in backward": when the backward pass is not recorded, the
+    gradient of a weight W used in a product y = x Wᵀ may be returned as a
+    :class:`~tensorgrad.autograd.SumOfProducts` (gᵀx kept as its factors), which the engine
+    sums over all uses of W in one matmul before anyone sees it (``Linear`` and the fused
+    recurrent cells do so).
     """
 
     op = None  # the name shown in graphs and errors; defaults to the class name

@@ -1,15 +1,25 @@
 """Arrays laid out for a whole sequence: the Functions of each step write into one slice.
 
-A recurrent layer records a few Functions per time step. Left to themselves, they allocate
-small arrays at every step (outputs, saved activations, gradients), and stacking the
-steps' outputs, or summing a weight's gradient over the steps, copies them all into one
-array again. Given a :class:`Step`, they write into slices of (T, ...) arrays made once
-for the sequence, as a hand-written BPTT does; then
+A recurrent layer records one fused cell Function per time step. Left to themselves, the
+cells would allocate small arrays at every step (outputs, saved gates, gradients), and
+stacking the steps' outputs, or summing a weight's gradient over the steps, would copy them
+all into one array again. Given a :class:`Step`, they write into slices of (T, ...) arrays
+made once for the sequence, as a hand-written BPTT does. How the pieces fit together:
 
-- joining consecutive steps is a view (:func:`joined`): ``stack`` of the step outputs,
-  and the weight gradient Σₜ gₜᵀ hₜ as one matmul of two views (``SumOfProducts``);
-- a training step allocates a few large arrays instead of thousands of small ones, and
-  takes them from the arrays of sequences that are over (see ``_Pool``).
+- A layer makes one :class:`StepArrays` per sequence and hands each step's cell its
+  :class:`Step`; the cell asks :func:`empty` for its arrays by name ("h", "gates",
+  "grad_gates", ...) and gets its step's slice of the (T, ...) array of that name.
+- Whoever later receives consecutive slices can join them without a copy: ``stack`` of the
+  step outputs and ``unbind``'s backward (:func:`joined`), and a weight's gradient
+  Σₜ gₜᵀ hₜ, which :class:`~tensorgrad.autograd.SumOfProducts` computes as one matmul of
+  two (T·B, ...) views (:func:`blocks`). Slices are recognised by identity
+  (:func:`step_index`), so an array that only looks like a slice is never mistaken for one.
+- The Functions of the sequence keep their Steps, and so the StepArrays, alive; when the
+  graph is freed, the StepArrays' arrays go to a pool (:class:`_Pool`) for the next
+  sequence of the same shapes. Memory freshly taken from the system at every training step
+  comes back as page faults (thousands per step, about 8% of a training step of a 128-wide
+  RNN, measured against plain ``np.empty``). The pool hands an array out again only when
+  nothing refers to it any more, not even a view: an output the user kept stays intact.
 """
 
 import sys
@@ -25,7 +35,7 @@ class _Pool:
 
     A training loop runs the same shapes at every step. Fresh memory at every step would go
     back to the system and come again as pages that fault in and are zero-filled one by one,
-    which at the sizes of a character model costs as much as a step's arithmetic. The pool
+    which at the sizes of a character model costs several percent of a training step. The pool
     holds at most as many bytes as the step arrays in use at once have ever taken (the
     oldest arrays go first), and hands an array out again only when nothing refers to it or
     to a view of it.

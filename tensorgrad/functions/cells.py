@@ -15,8 +15,6 @@ fused cell's backward differentiates its composed form instead of running the Nu
 formulas, so the formulas are written once.
 """
 
-import functools
-
 import numpy as np
 
 from tensorgrad.autograd import SumOfProducts, grad
@@ -112,7 +110,6 @@ class _FusedCell(Function):
     """
 
     states = 1  # h; the LSTM has (h, c)
-    composed = None  # the composed form, for the recorded backward
 
     def __init__(self, weight_t=None, step=None):
         self.weight_t = weight_t
@@ -148,10 +145,14 @@ class _FusedCell(Function):
             grads.append(grad_b)
         return tuple(grads)
 
+    def composed(self, *inputs):
+        """The cell's equations composed from primitive Functions (for the recorded backward)."""
+        raise NotImplementedError
+
     def backward(self, *grad_outputs):
         if is_grad_enabled():
             return _composed_gradients(self, self.composed, list(grad_outputs))
-        return self.numpy_backward(*(g.data for g in grad_outputs))
+        return self.numpy_backward(*[g.data for g in grad_outputs])
 
 
 class FusedRNNCell(_FusedCell):
@@ -164,7 +165,9 @@ class FusedRNNCell(_FusedCell):
         super().__init__(weight_t, step)
         self.nonlinearity = nonlinearity
         self.op = f"rnn_{nonlinearity}_cell"
-        self.composed = functools.partial(_rnn_cell_composed, nonlinearity=nonlinearity)
+
+    def composed(self, *inputs):
+        return _rnn_cell_composed(*inputs, nonlinearity=self.nonlinearity)
 
     def forward(self, a, h, W, b=None):
         z = self._hidden_side(h, W, b, "h", _dtype(a, h, W))

@@ -1,0 +1,322 @@
+"""Recurrent cells: one step of RNN, LSTM and GRU with PyTorch's parameters and equations, and variants.
+
+Parameter names and shapes, gate order (LSTM i, f, g, o; GRU r, z, n), equations and the
+initialisation U(-1/√H, 1/√H) are PyTorch's, so state dicts move between the two. A step is
+one fused cell Function (``tensorgrad.functions.lstm_cell`` and its siblings), which adds
+the hidden side h Wₕₕᵀ + bₕₕ, one matmul, to the input side x Wᵢₕᵀ + bᵢₕ and computes the
+next state. The cell modules (:class:`RNNCell`, :class:`LSTMCell`, :class:`GRUCell`) take
+one step; the layers of :mod:`nn.recurrent` take the same steps (:class:`_Equations`) over a
+sequence, with the same parameters, per layer and direction, and the same options.
+
+Options PyTorch does not have, all off by default (the modules are then PyTorch's exactly):
+
+- ``peephole=True`` (LSTM): the gates see the cell state (see :func:`nn.cell_variants.lstm_step`),
+  with the peephole weights ``weight_ci``, ``weight_cf``, ``weight_co`` of shape (H,) per
+  cell, drawn like the others and registered after its standard parameters.
+- ``layer_norm=True`` (LSTM, GRU): each gate's input and hidden projections are normalised
+  on their own, before the biases, and the LSTM's cell state before its output tanh:
+  z = N(x Wᵢₕᵀ) ⊙ γᵢₕ + bᵢₕ + N(h Wₕₕᵀ) ⊙ γₕₕ + bₕₕ and h' = o ⊙ tanh(N(c') ⊙ γ_c + β_c).
+  Extra parameters ``ln_weight_ih``, ``ln_weight_hh`` (gates·H, ones) and, for the LSTM,
+  ``ln_weight_c`` (H, ones) and ``ln_bias_c`` (H, zeros), after the others.
+- ``reset_after=False`` (GRU): the reset gate multiplies h before the hidden matmul,
+  n = tanh(Wᵢₙ x + bᵢₙ + Wₕₙ (r ⊙ h) + bₕₙ), with the same parameters.
+- ``forget_bias=b`` (LSTM): b is added to the forget gate's slice of ``bias_ih`` at
+  initialisation (Gers et al.; Jozefowicz et al. recommend 1), so bᵢₕ + bₕₕ starts b higher.
+
+Peepholes, layer normalisation and the reset-before GRU run the composed cells of
+:mod:`nn.cell_variants` (primitive Functions), slower than the fused cells.
+"""
+
+import math
+import numbers
+
+import numpy as np
+
+import tensorgrad as tg
+import tensorgrad.functions as F
+from nn import init
+from nn.cell_variants import GRU_GATES, LSTM_GATES, gate_norm, gru_step, lstm_step
+from nn.layers import layer_norm
+from nn.module import Module, Parameter
+
+_GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+_GATE_NAMES = {"RNN_TANH": (), "RNN_RELU": (), "LSTM": LSTM_GATES, "GRU": GRU_GATES}
+
+
+def _fused_step(mode, input_gates, h, state, weight_hh, bias_hh, fused, weight_t=None, step=None):
+    """The next state, (h,) or (h, c), of a ``mode`` cell: one cell Function from the input
+    side of the gates, the h its hidden side multiplies, the state and Wₕₕ, bₕₕ."""
+    layout = {"weight_t": weight_t, "step": step}
+    if mode == "LSTM":
+        return F.lstm_cell(input_gates, h, state[1], weight_hh, bias_hh, fused=fused, **layout)
+    if mode == "GRU":
+        return (F.gru_cell(input_gates, h, weight_hh, bias_hh, fused=fused, **layout),)
+    nonlinearity = "tanh" if mode == "RNN_TANH" else "relu"
+    return (F.rnn_cell(input_gates, h, weight_hh, bias_hh, nonlinearity, fused=fused, **layout),)
+
+
+def _rnn_mode(owner, nonlinearity):
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"{owner}: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or 'relu'")
+    return "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+
+
+def _check_size(owner, name, value):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be an integer, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{owner}: {name} must be greater than zero, got {value}")
+
+
+def _uniform(shape, hidden_size):
+    """A float32 Parameter drawn from PyTorch's U(-1/√H, 1/√H)."""
+    return Parameter(init.uniform(shape, 1.0 / math.sqrt(hidden_size)))
+
+
+def _check_dtype(owner, what, value, dtype):
+    if value.dtype != dtype:
+        raise TypeError(f"{owner}: {what} has dtype {value.dtype}, but the parameters are {dtype}; "
+                        "cast the one or the other (e.g. model.double())")
+
+
+def _initial_state(owner, hx, names, shape, inner_shape, dtype):
+    """The state tuple, (h,) or (h, c) as ``names`` says, from ``hx`` of ``shape`` (zeros for None),
+    reshaped to ``inner_shape``."""
+    pair = len(names) == 2
+    if hx is None:
+        return (tg.as_variable(np.zeros(inner_shape, dtype)),) * len(names)
+    if pair and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+        raise TypeError(f"{owner}: hx must be a pair ({', '.join(names)}), got {type(hx).__name__}")
+    if not pair and isinstance(hx, (tuple, list)):
+        raise TypeError(f"{owner}: hx must be one array ({names[0]}), got a {type(hx).__name__}")
+    states = tuple(tg.as_variable(h) for h in hx) if pair else (tg.as_variable(hx),)
+    for name, state in zip(names, states, strict=True):
+        _check_dtype(owner, name, state, dtype)
+        if state.shape != shape:
+            raise tg.ShapeError(f"{owner}: {name} has shape {state.shape}, expected {shape}")
+    return tuple(state.reshape(inner_shape) for state in states)
+
+
+# ----------------------------------------------------------------------------- variants and equations
+def _set_variant(module, bias, peephole=False, layer_norm=False, reset_after=True, forget_bias=0.0):
+    """Check the options beyond PyTorch's (see the module docstring) and set them on ``module``."""
+    owner = type(module).__name__
+    if not isinstance(forget_bias, numbers.Real) or isinstance(forget_bias, bool):
+        raise TypeError(f"{owner}: forget_bias must be a number, got {type(forget_bias).__name__}")
+    if forget_bias and not bias:
+        raise ValueError(f"{owner}: forget_bias={forget_bias} needs the biases (bias=True)")
+    module.peephole = bool(peephole)
+    module.layer_norm = bool(layer_norm)
+    module.reset_after = bool(reset_after)
+    module.forget_bias = float(forget_bias)
+
+
+def _cell_parameters(module, input_size):
+    """The parameters of one cell of ``module`` {name: Parameter, or None for an absent bias}, in
+    registration order: PyTorch's, then the variant's."""
+    hidden_size = module.hidden_size
+    gates = _GATES[module.mode] * hidden_size
+    params = {"weight_ih": _uniform((gates, input_size), hidden_size),
+              "weight_hh": _uniform((gates, hidden_size), hidden_size),
+              "bias_ih": _uniform((gates,), hidden_size) if module.bias else None,
+              "bias_hh": _uniform((gates,), hidden_size) if module.bias else None}
+    if module.forget_bias:
+        params["bias_ih"].data[hidden_size:2 * hidden_size] += module.forget_bias  # gates i, f, g, o
+    if module.peephole:
+        for name in ("weight_ci", "weight_cf", "weight_co"):
+            params[name] = _uniform((hidden_size,), hidden_size)
+    if module.layer_norm:
+        params["ln_weight_ih"] = Parameter(np.ones(gates, np.float32))
+        params["ln_weight_hh"] = Parameter(np.ones(gates, np.float32))
+        if module.mode == "LSTM":
+            params["ln_weight_c"] = Parameter(np.ones(hidden_size, np.float32))
+            params["ln_bias_c"] = Parameter(np.zeros(hidden_size, np.float32))
+    return params
+
+
+def _variant_repr(module):
+    text = ", peephole=True" if module.peephole else ""
+    if module.layer_norm:
+        text += ", layer_norm=True"
+    if not module.reset_after:
+        text += ", reset_after=False"
+    if module.forget_bias:
+        text += f", forget_bias={module.forget_bias}"
+    return text
+
+
+class _Projection:
+    """One side of (some of) a cell's gates: y = x Wᵀ + b, or N(x Wᵀ) ⊙ γ + b with layer
+    normalisation, each gate's slice normalised on its own (:func:`nn.cell_variants.gate_norm`)."""
+
+    def __init__(self, weight, bias, gain, gates):
+        self.weight, self.bias, self.gain, self.gates = weight, bias, gain, gates
+
+    def gates_slice(self, first, stop):
+        """The projection onto the gates [first, stop) only (slices of the parameters, recorded once)."""
+        hidden = self.weight.shape[0] // self.gates
+        rows = slice(first * hidden, stop * hidden)
+        return _Projection(self.weight[rows], None if self.bias is None else self.bias[rows],
+                           None if self.gain is None else self.gain[rows], stop - first)
+
+    def __call__(self, x):
+        """The projection of x."""
+        if self.gain is None:
+            return F.linear(x, self.weight, self.bias)
+        y = gate_norm(F.linear(x, self.weight), self.gates) * self.gain
+        return y if self.bias is None else y + self.bias
+
+
+class _Equations:
+    """The equations of one cell with its parameters: a cell module's, or one layer and direction's.
+
+    ``module`` holds the parameters, named with ``suffix`` (``"_l0"``, ``"_l1_reverse"``, ...).
+    ``composed``: run the composed cells, whose gates are Variables (for ``return_all_states``).
+    The variants (peepholes, layer normalisation, the reset-before GRU) always run them.
+    ``sequence``: (steps, batch) of a layer's loop over a sequence, which adds both biases
+    on the input side of all steps at once where they add to the same gates, and for the
+    fused path multiplies by a copy of Wₕₕᵀ laid out for speed.
+    """
+
+    def __init__(self, module, suffix="", *, composed=False, sequence=None):
+        def param(name):
+            return getattr(module, name + suffix, None)
+
+        self.mode = module.mode
+        self.fused = module.fused
+        gates = _GATES[self.mode]
+        bias_ih, bias_hh = param("bias_ih"), param("bias_hh")
+        if sequence is not None and bias_hh is not None and self.mode != "GRU":
+            # Both biases add to the same gates (not so in a GRU: bₕₙ is multiplied by r):
+            # added once, on the input side of all steps, instead of at every step.
+            bias_ih, bias_hh = bias_ih + bias_hh, None
+        self.input_side = _Projection(param("weight_ih"), bias_ih, param("ln_weight_ih"), gates)
+        self.hidden_side = _Projection(param("weight_hh"), bias_hh, param("ln_weight_hh"), gates)
+        self.peephole = None
+        if module.peephole:
+            self.peephole = (param("weight_ci"), param("weight_cf"), param("weight_co"))
+        self.cell_norm = None
+        if module.layer_norm and self.mode == "LSTM":
+            weight, bias = param("ln_weight_c"), param("ln_bias_c")
+            self.cell_norm = lambda c: layer_norm(c, c.shape[-1:], weight, bias)
+        self.hidden_n = None
+        if not module.reset_after:  # the hidden side of r and z, and that of n, apart
+            self.hidden_n = self.hidden_side.gates_slice(2, 3)
+            self.hidden_side = self.hidden_side.gates_slice(0, 2)
+        variant = module.peephole or module.layer_norm or not module.reset_after
+        self.composed = self.mode in ("LSTM", "GRU") and (variant or composed)
+        # BLAS multiplies a batch of rows by Wᵀ laid out in C order up to twice as fast as by the
+        # view W.T; the copy pays for itself within a few steps, but not when sampling one row.
+        self.weight_t = None
+        if not self.composed and sequence is not None and min(sequence) >= 4:
+            self.weight_t = np.ascontiguousarray(self.hidden_side.weight.data.T)
+
+    def step(self, input_gates, state, mask=None, step=None):
+        """(the next state, its gates: Variables from the composed cells, else None) from one
+        step's input side and the state. ``mask``: variational dropout's mask of h in the
+        hidden-side matmuls (not for a fused GRU cell, whose z ⊙ h needs h unmasked);
+        ``step``: the fused cell's place in a sequence (see ``F.lstm_cell``).
+        """
+        h = state[0] if mask is None else state[0] * mask
+        if not self.composed:
+            hidden = self.hidden_side
+            return _fused_step(self.mode, input_gates, h, state, hidden.weight, hidden.bias, self.fused,
+                               self.weight_t, step), None
+        if self.mode == "LSTM":
+            return lstm_step(input_gates, self.hidden_side(h), state[1], self.peephole, self.cell_norm)
+        hidden_n = self.hidden_n
+        if hidden_n is not None and mask is not None:
+            def hidden_n(reset_h):  # r ⊙ h ⊙ mask
+                return self.hidden_n(reset_h * mask)
+        return gru_step(input_gates, self.hidden_side(h), state[0], hidden_n)
+
+
+# ----------------------------------------------------------------------------- cells
+class _CellBase(Module):
+    """One step of a recurrent cell, with the parameters weight_ih, weight_hh, bias_ih, bias_hh
+    (and those of its variant: see the module docstring)."""
+
+    def __init__(self, mode, input_size, hidden_size, bias, fused, **variant):
+        super().__init__()
+        owner = type(self).__name__
+        _check_size(owner, "input_size", input_size)
+        _check_size(owner, "hidden_size", hidden_size)
+        _set_variant(self, bias, **variant)
+        self.mode = mode
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bool(bias)
+        self.fused = bool(fused)
+        for name, param in _cell_parameters(self, input_size).items():
+            self.register_parameter(name, param)
+
+    def forward(self, x, hx=None):
+        """The next state for x of shape (batch, input_size), or (input_size,) unbatched.
+
+        ``hx`` (zeros if None) and the result have shape (batch, hidden_size), or
+        (hidden_size,) unbatched; for LSTMCell both are pairs (h, c).
+        """
+        owner = type(self).__name__
+        dtype = self.weight_ih.dtype
+        x = tg.as_variable(x)
+        _check_dtype(owner, "input", x, dtype)
+        if x.ndim not in (1, 2) or x.shape[-1] != self.input_size or x.size == 0:
+            raise tg.ShapeError(f"{owner}: input of shape {x.shape} does not fit; expected "
+                                f"(batch, {self.input_size}) or ({self.input_size},)")
+        batched = x.ndim == 2
+        x = x if batched else x.reshape(1, self.input_size)
+        shape = (x.shape[0], self.hidden_size) if batched else (self.hidden_size,)
+        names = ("h", "c") if self.mode == "LSTM" else ("h",)
+        state = _initial_state(owner, hx, names, shape, (x.shape[0], self.hidden_size), dtype)
+        equations = _Equations(self)
+        state, _ = equations.step(equations.input_side(x), state)
+        state = tuple(s.reshape(shape) for s in state)
+        return state if self.mode == "LSTM" else state[0]
+
+    def extra_repr(self):
+        text = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            text += ", bias=False"
+        if self.mode == "RNN_RELU":
+            text += ", nonlinearity='relu'"
+        return text + _variant_repr(self) + ("" if self.fused else ", fused=False")
+
+
+class RNNCell(_CellBase):
+    """The Elman cell h' = tanh(x Wᵢₕᵀ + bᵢₕ + h Wₕₕᵀ + bₕₕ), or relu for ``nonlinearity='relu'``."""
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, fused=True):
+        super().__init__(_rnn_mode("RNNCell", nonlinearity), input_size, hidden_size, bias, fused)
+        self.nonlinearity = nonlinearity
+
+
+class LSTMCell(_CellBase):
+    """The LSTM cell: with [zᵢ, z_f, z_g, z_o] = x Wᵢₕᵀ + bᵢₕ + h Wₕₕᵀ + bₕₕ,
+
+        i = σ(zᵢ),  f = σ(z_f),  g = tanh(z_g),  o = σ(z_o)
+        c' = f ⊙ c + i ⊙ g,      h' = o ⊙ tanh(c')
+
+    ``forward(x, (h, c))`` returns (h', c'). ``peephole``, ``layer_norm`` and ``forget_bias``
+    select the variants of the module docstring (peepholes and layer normalisation run the
+    composed cell).
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True, *, peephole=False, layer_norm=False,
+                 forget_bias=0.0, fused=True):
+        super().__init__("LSTM", input_size, hidden_size, bias, fused, peephole=peephole,
+                         layer_norm=layer_norm, forget_bias=forget_bias)
+
+
+class GRUCell(_CellBase):
+    """PyTorch's GRU cell: with [aᵣ, a_z, aₙ] = x Wᵢₕᵀ + bᵢₕ and [bᵣ, b_z, bₙ] = h Wₕₕᵀ + bₕₕ,
+
+        r = σ(aᵣ + bᵣ),  z = σ(a_z + b_z),  n = tanh(aₙ + r ⊙ bₙ)
+        h' = (1 - z) ⊙ n + z ⊙ h
+
+    ``reset_after=False`` applies r before the matmul, n = tanh(aₙ + (r ⊙ h) Wₕₙᵀ + bₕₙ)
+    (composed cell); ``layer_norm`` normalises the projections (see the module docstring).
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True, *, reset_after=True, layer_norm=False, fused=True):
+        super().__init__("GRU", input_size, hidden_size, bias, fused, reset_after=reset_after,
+                         layer_norm=layer_norm)
