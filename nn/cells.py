@@ -43,9 +43,10 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 _GATE_NAMES = {"RNN_TANH": (), "RNN_RELU": (), "LSTM": LSTM_GATES, "GRU": GRU_GATES}
 
 
-def _fused_step(mode, input_gates, h, state, weight_hh, bias_hh, fused, weight_t=None, step=None):
-    """The next state, (h,) or (h, c), of a ``mode`` cell: one cell Function from the input
-    side of the gates, the h its hidden side multiplies, the state and Wₕₕ, bₕₕ."""
+def _cell_step(mode, input_gates, h, state, weight_hh, bias_hh, fused, weight_t=None, step=None):
+    """The next state, (h,) or (h, c), of a ``mode`` cell from the input side of the gates,
+    the h its hidden side multiplies, the state and Wₕₕ, bₕₕ: one fused cell Function, or
+    its composed form (``fused=False``)."""
     layout = {"weight_t": weight_t, "step": step}
     if mode == "LSTM":
         return F.lstm_cell(input_gates, h, state[1], weight_hh, bias_hh, fused=fused, **layout)
@@ -220,7 +221,7 @@ class _Equations:
         h = state[0] if mask is None else state[0] * mask
         if not self.composed:
             hidden = self.hidden_side
-            return _fused_step(self.mode, input_gates, h, state, hidden.weight, hidden.bias, self.fused,
+            return _cell_step(self.mode, input_gates, h, state, hidden.weight, hidden.bias, self.fused,
                                self.weight_t, step), None
         if self.mode == "LSTM":
             return lstm_step(input_gates, self.hidden_side(h), state[1], self.peephole, self.cell_norm)

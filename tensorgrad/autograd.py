@@ -223,12 +223,16 @@ def _leading_to(functions, wanted):
     return needed
 
 
-def _sum(previous, g, create_graph):
-    """The sum of two gradients of one Variable (SumOfProducts merge into one)."""
-    if type(previous) is SumOfProducts and type(g) is SumOfProducts:
-        previous.add(g)
-        return previous
-    return _accumulate(_complete(previous), _complete(g), create_graph)
+def _sum(a, b, create_graph):
+    """The sum of two gradients of one Variable: SumOfProducts merge, else are summed first."""
+    if type(a) is SumOfProducts:
+        if type(b) is SumOfProducts:
+            a.add(b)
+            return a
+        a = a.value()
+    elif type(b) is SumOfProducts:
+        b = b.value()
+    return _accumulate(a, b, create_graph)
 
 
 def _store_grad(x, g, create_graph):
