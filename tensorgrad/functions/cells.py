@@ -115,6 +115,11 @@ class _FusedCell(Function):
         self.weight_t = weight_t
         self.step = step
 
+    @property
+    def _bias(self):
+        """The input bₕₕ, or None if the cell was called without it."""
+        return self.inputs[2 + self.states] if len(self.inputs) == 3 + self.states else None
+
     def _hidden_side(self, h, W, b, name, dtype):
         """b = h Wₕₕᵀ + bₕₕ, into the step's array ``name``."""
         side = empty(self.step, name, h.shape[:-1] + W.shape[:1], dtype)
@@ -132,8 +137,8 @@ class _FusedCell(Function):
         rows = as_rows(grad_side)
         grad_h = np.matmul(grad_side, W.data) if h.requires_grad else None
         grad_W = SumOfProducts(rows, as_rows(h.data)) if W.requires_grad else None
-        has_bias = len(self.inputs) == 3 + self.states
-        grad_b = SumOfProducts(rows) if has_bias and self.inputs[-1].requires_grad else None
+        bias = self._bias
+        grad_b = SumOfProducts(rows) if bias is not None and bias.requires_grad else None
         return grad_h, grad_W, grad_b
 
     def _gradients(self, grad_input_side, grad_h, grad_W, grad_b, *grad_more_state):
@@ -141,7 +146,7 @@ class _FusedCell(Function):
         grads = [Variable._result(g, False) if g is not None else None
                  for g in (grad_input_side, grad_h, *grad_more_state)]
         grads.append(grad_W)
-        if len(self.inputs) == 3 + self.states:
+        if self._bias is not None:
             grads.append(grad_b)
         return tuple(grads)
 
