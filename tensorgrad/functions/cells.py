@@ -322,7 +322,10 @@ class FusedGRUCell(_FusedCell):
 def _dtype(*arrays):
     """The result dtype of ``arrays``; the common case (all alike) without NumPy's promotion call."""
     first = arrays[0].dtype
-    return first if all(a.dtype == first for a in arrays) else np.result_type(*arrays)
+    for a in arrays:
+        if a.dtype != first:
+            return np.result_type(*arrays)
+    return first
 
 
 # ----------------------------------------------------------------------------- public functions
@@ -332,10 +335,11 @@ def _checked(op, gates, input_gates, h, weight_hh, bias_hh, c=None):
     a, h, W = as_variable(input_gates), as_variable(h), as_variable(weight_hh)
     b = None if bias_hh is None else as_variable(bias_hh)
     c = None if c is None else as_variable(c)
-    size = h.shape[-1] if h.ndim else 0
-    fits = (h.ndim > 0 and a.shape == h.shape[:-1] + (gates * size,)
-            and W.shape == (gates * size, size) and (b is None or b.shape == (gates * size,))
-            and (c is None or c.shape == h.shape))
+    h_shape = h.data.shape
+    size = h_shape[-1] if h_shape else 0
+    fits = (h_shape != () and a.data.shape == h_shape[:-1] + (gates * size,)
+            and W.data.shape == (gates * size, size) and (b is None or b.data.shape == (gates * size,))
+            and (c is None or c.data.shape == h_shape))
     if not fits:
         side = "H" if gates == 1 else f"{gates}·H"
         given = [f"input gates {a.shape}", f"h {h.shape}"] + ([f"c {c.shape}"] if c is not None else [])
