@@ -276,22 +276,24 @@ class FusedGRUCell(_FusedCell):
     def forward(self, a, h, W, b=None):
         dtype = _dtype(a, h, W)
         H = h.shape[-1]
-        hidden = self._hidden_side(h, W, b, "hidden_gates", dtype)  # bₙ is needed in backward
-        gates = empty(self.step, "gates", a.shape, dtype)  # r, z, n side by side
+        gates = self._hidden_side(h, W, b, "gates", dtype)  # [bᵣ, b_z, bₙ], made r, z, n in place
         r, z, n = _gates(gates, 3)
-        rz = np.add(a[..., :2 * H], hidden[..., :2 * H], out=gates[..., :2 * H])
+        hidden_n = empty(self.step, "hidden_n", h.shape, dtype)  # bₙ, kept for backward
+        hidden_n[...] = n
+        rz = gates[..., :2 * H]
+        rz += a[..., :2 * H]
         sigmoid_array(rz, out=rz)
-        np.multiply(r, hidden[..., 2 * H:], out=n)
+        np.multiply(r, hidden_n, out=n)
         n += a[..., 2 * H:]
         np.tanh(n, out=n)
-        self.saved = gates, hidden
+        self.saved = gates, hidden_n
         h_next = np.subtract(h, n, out=empty(self.step, "h", h.shape, dtype))
         h_next *= z
         h_next += n
         return h_next
 
     def numpy_backward(self, grad_h):
-        gates, hidden = self.saved
+        gates, hidden_n = self.saved
         r, z, n = _gates(gates, 3)
         h = self.inputs[1].data
         H = h.shape[-1]
@@ -308,7 +310,7 @@ class FusedGRUCell(_FusedCell):
         dz *= grad_h
         _one_minus(r, dr)
         dr *= r
-        dr *= hidden[..., 2 * H:]  # bₙ
+        dr *= hidden_n
         dr *= dn
         db = empty(self.step, "grad_hidden_gates", gates.shape, gates.dtype)
         db[..., :2 * H] = da[..., :2 * H]
