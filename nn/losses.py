@@ -75,16 +75,21 @@ class CrossEntropy(Function):
         self.label_smoothing = label_smoothing
 
     def forward(self, z):
-        log_p = z - z.max(axis=1, keepdims=True)
-        p = np.exp(log_p)
+        # With s = z - max(z) and S = Σ_c exp(s_c): log softmax(z)_c = s_c - log S, so
+        # -log softmax(z)_t = log S - s_t and -Σ_c log softmax(z)_c = C log S - Σ_c s_c,
+        # without an array of log-probabilities.
+        shifted = z - z.max(axis=1, keepdims=True)
+        picked = np.take_along_axis(shifted, self.targets, axis=1).squeeze(1)
+        shifted_sum = shifted.sum(axis=1) if self.label_smoothing > 0 else None
+        p = np.exp(shifted, out=shifted)
         total = p.sum(axis=1, keepdims=True)
         p /= total
-        log_p -= np.log(total)
         self.probabilities = p
-        loss = -np.take_along_axis(log_p, self.targets, axis=1).squeeze(1)
+        log_total = np.log(total).squeeze(1)
+        loss = log_total - picked
         if self.label_smoothing > 0:
             loss *= 1 - self.label_smoothing
-            loss -= self.label_smoothing / z.shape[1] * log_p.sum(axis=1)
+            loss += self.label_smoothing * (log_total - shifted_sum / z.shape[1])
         return np.where(self.counted, loss, 0)
 
     def backward(self, g):
