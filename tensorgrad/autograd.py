@@ -133,11 +133,13 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
     """
     grads = {}  # id(Variable) -> gradient so far; every key's Variable is alive meanwhile
     leaves = {}  # id(leaf) -> leaf, for the leaves reached
-    for y, g in zip(outputs, grad_outputs, strict=True):
+    for y, g in zip(outputs, grad_outputs, strict=True):  # the seeds, added as in the loop below
         g = g if g.dtype == y.dtype else g.astype(y.dtype)
-        grads[id(y)] = g if id(y) not in grads else _sum(grads[id(y)], g, create_graph)
+        key = id(y)
+        previous = grads.get(key)
+        grads[key] = g if previous is None else _sum(previous, g, create_graph)
         if y.creator is None:
-            leaves[id(y)] = y
+            leaves[key] = y
     functions = sorted(reachable_functions(outputs), key=_seq, reverse=True)
     needed = None if wanted is None else _leading_to(functions, wanted)
     keep_all = retain_grad and wanted is None
