@@ -44,6 +44,7 @@ def lstm_step(input_gates, hidden_gates, c, peephole=None, cell_norm=None):
         z_o = z_o + w_co * c_next
     o = F.sigmoid(z_o)
     h_next = o * F.tanh(c_next if cell_norm is None else cell_norm(c_next))
+    _name_gates(LSTM_GATES, (i, f, g, o))
     return (h_next, c_next), (i, f, g, o)
 
 
@@ -66,7 +67,14 @@ def gru_step(input_gates, hidden_gates, h, hidden_n=None):
     r = F.sigmoid(a_r + b_r)
     z = F.sigmoid(a_z + b_z)
     n = F.tanh(a_n + (r * b_n if hidden_n is None else hidden_n(r * h)))
+    _name_gates(GRU_GATES, (r, z, n))
     return ((1 - z) * n + z * h,), (r, z, n)
+
+
+def _name_gates(names, gates):
+    """Name the gate Variables (i, f, g, o or r, z, n), as drawings of the graph label them."""
+    for name, gate in zip(names, gates, strict=True):
+        gate.name = name
 
 
 def gate_norm(z, gates, eps=1e-5):

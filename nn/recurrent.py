@@ -181,6 +181,9 @@ class _RNNBase(Module):
         names = ("h_0", "c_0") if self.mode == "LSTM" else ("h_0",)
         states = _initial_state(owner, hx, names, shape, (stacked, batch, self.hidden_size), dtype)
         states = list(zip(*(F.unbind(s) for s in states), strict=True))  # one per layer and direction
+        for state in states:
+            for name, v in zip(names, state, strict=True):
+                v.name = name  # "h_0", "c_0", as drawings of the graph label the initial state
 
         finals, runs = [], []
         output = x
@@ -261,6 +264,8 @@ class _RNNBase(Module):
                         # A sequence past its end keeps its state: h_n is the state at its last
                         # step, and the reverse direction starts there from h_0.
                         new = tuple(F.where(valid[t], n, s) for n, s in zip(new, state, strict=True))
+                    for name, v in zip(("h", "c"), new, strict=False):
+                        v.name = name  # how drawings of the graph label the state (the cluster: the step)
                     state = new
                     run.states[t], run.gates[t] = state, gates
             run.final = state

@@ -15,6 +15,7 @@ import pytest
 
 import nn
 import tensorgrad as tg
+from tensorgrad import viz
 
 T, B, IN, H = 5, 3, 3, 4
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-10}
@@ -517,3 +518,16 @@ def test_repr():
     assert repr(nn.RNN(IN, H, nonlinearity="relu", batch_first=True, fused=False)) == \
         "RNN(3, 4, nonlinearity='relu', batch_first=True, fused=False)"
     assert repr(nn.GRUCell(IN, H, bias=False)) == "GRUCell(3, 4, bias=False)"
+
+
+def test_states_are_named_for_drawings():
+    """The initial state is named h_0 (c_0) as in PyTorch, each step's state h (c), the
+    composed cells' gates i, f, g, o: what a drawing of the graph labels them."""
+    model = nn.LSTM(IN, H, num_layers=2)
+    out, _, states = model(np.zeros((T, B, IN), np.float32), return_all_states=True)
+    assert [v.name for v in states.initial[1]] == ["h_0", "c_0"]
+    assert all([v.name for v in step] == ["h", "c"] for run in states.steps for step in run)
+    cells = [f for f in recorded_functions(out) if f.op == "sigmoid"]
+    assert {f.outputs[0]().name for f in cells} == {"i", "f", "o"}
+    source = viz.make_dot(out).source
+    assert 'label="h_0\\n' in source and 'label="h\\n' in source
