@@ -131,18 +131,19 @@ class GradientFlow:
     loss: float
 
 
-def gradient_flow(layer, x, loss_fn, hx=None, *, jacobians=True, threshold=0.05):
+def gradient_flow(layer, x, loss_fn, hx=None, *, lengths=None, jacobians=True, threshold=0.05):
     """Run ``layer`` (an nn.RNN, nn.LSTM or nn.GRU) over the batch ``x`` and measure the gradient flow.
 
     ``loss_fn(output, final_state)`` gives the scalar loss L from the layer's output and
-    h_n (LSTM: (h_n, c_n)). ``hx`` is the initial state (zeros if None); it is made a leaf
+    h_n (LSTM: (h_n, c_n)); ``lengths`` are those of the sequences of a padded batch, as the
+    layer takes them. ``hx`` is the initial state (zeros if None); it is made a leaf
     that requires a gradient, so that the first step has a Jacobian too. The gradients are
     computed with ``tg.grad``: no ``.grad`` of the layer's parameters changes. Returns a
     :class:`GradientFlow`; ``jacobians=False`` skips the Jacobians (H backward passes per
     step), ``threshold`` is that of :func:`gate_saturation`.
     """
     hx = _leaf_state(layer, x, hx)
-    output, final, states = layer(x, hx, return_all_states=True)
+    output, final, states = layer(x, hx, lengths, return_all_states=True)
     probe = GradientProbe(states)
     try:
         loss = loss_fn(output, final)

@@ -223,3 +223,20 @@ def test_plot_draws_every_layer_and_gate(tmp_path):
     assert (tmp_path / "flow.png").stat().st_size > 0
     import matplotlib.pyplot as plt
     plt.close(figure)
+
+
+def test_gradient_flow_takes_the_lengths_of_a_padded_batch():
+    """A sequence of length 3 padded to T: its first 3 steps get the gradients it gets alone."""
+    model = make("LSTM")
+    x = inputs()[:, :1]
+    rng = np.random.default_rng(3)
+    w, v = rng.standard_normal((3, 1, H)), rng.standard_normal((1, 1, H))
+
+    def loss_fn(output, final):
+        return (output[:3] * w).sum() + (final[0] * v).sum()
+
+    padded = diagnostics.gradient_flow(model, x, loss_fn, lengths=[3])
+    alone = diagnostics.gradient_flow(model, x[:3], loss_fn)
+    np.testing.assert_allclose(padded.grad_h[:, :3], alone.grad_h, rtol=1e-12)
+    np.testing.assert_allclose(padded.grad_c[:, :3], alone.grad_c, rtol=1e-12)
+    assert padded.loss == pytest.approx(alone.loss, rel=1e-12)
