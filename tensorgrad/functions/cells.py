@@ -154,6 +154,10 @@ class _FusedCell(Function):
         """The cell's equations composed from primitive Functions (for the recorded backward)."""
         raise NotImplementedError
 
+    def numpy_backward(self, *grad_outputs):
+        """The input gradients, one per input, from the output gradients' arrays (not recorded)."""
+        raise NotImplementedError
+
     def backward(self, *grad_outputs):
         if is_grad_enabled():
             return _composed_gradients(self, self.composed, list(grad_outputs))
