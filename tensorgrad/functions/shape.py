@@ -169,7 +169,7 @@ class Unbind(Function):
         self.axis = axis
 
     def forward(self, x):
-        return tuple(np.moveaxis(x, self.axis, 0))
+        return tuple(x if self.axis == 0 else np.moveaxis(x, self.axis, 0))  # moveaxis costs µs
 
     def backward(self, *gys):
         return stack(gys, self.axis)
