@@ -248,6 +248,8 @@ class _RNNBase(Module):
             equations = _Equations(self, self._suffix(layer, reverse), composed=composed,
                                    sequence=(steps, batch))
             input_gates = F.unbind(equations.input_side(x if x_mask is None else x * x_mask))
+            for v in input_gates:
+                v.name = "x W_ihᵀ + b"  # each step's input side of the gates, as drawings label it
             # Recorded, the steps write into arrays laid out for the whole sequence (kept for
             # backward anyway); otherwise each step's arrays are freed as soon as it is done.
             hidden = equations.hidden_side

@@ -521,8 +521,8 @@ def test_repr():
 
 
 def test_states_are_named_for_drawings():
-    """The initial state is named h_0 (c_0) as in PyTorch, each step's state h (c), the
-    composed cells' gates i, f, g, o: what a drawing of the graph labels them."""
+    """The initial state is named h_0 (c_0) as in PyTorch, each step's state h (c) and input
+    side x W_ihᵀ + b, the composed cells' gates i, f, g, o: what a drawing labels them."""
     model = nn.LSTM(IN, H, num_layers=2)
     out, _, states = model(np.zeros((T, B, IN), np.float32), return_all_states=True)
     assert [v.name for v in states.initial[1]] == ["h_0", "c_0"]
@@ -531,3 +531,6 @@ def test_states_are_named_for_drawings():
     assert {f.outputs[0]().name for f in cells} == {"i", "f", "o"}
     source = viz.make_dot(out).source
     assert 'label="h_0\\n' in source and 'label="h\\n' in source
+    fused, _ = nn.GRU(IN, H)(np.zeros((T, B, IN), np.float32))
+    cells = [f for f in recorded_functions(fused) if f.op == "gru_cell"]
+    assert {cell.inputs[0].name for cell in cells} == {"x W_ihᵀ + b"}
