@@ -161,10 +161,11 @@ def _propagate(outputs, grad_outputs, retain_grad, create_graph, wanted):
                     y = ref()
                     gy = None if y is None else grads.pop(id(y), None)
                     gys.append(None if gy is None else _deliver(y, gy, wanted, keep_all, create_graph))
-                if gys.count(None) == len(gys):
-                    continue
-                gys = [Variable._result(np.zeros(shape, dtype), False) if gy is None else gy
-                       for gy, (shape, dtype) in zip(gys, function.output_specs, strict=True)]
+                if None in gys:  # an output without gradient (or gone) gets zeros
+                    if gys.count(None) == len(gys):
+                        continue
+                    gys = [Variable._result(np.zeros(shape, dtype), False) if gy is None else gy
+                           for gy, (shape, dtype) in zip(gys, function.output_specs, strict=True)]
             if needed is not None and function not in needed:
                 continue
             gxs = function.backward(*gys)
