@@ -47,13 +47,14 @@ def _cell_step(mode, input_gates, h, state, weight_hh, bias_hh, fused, weight_t=
     """The next state, (h,) or (h, c), of a ``mode`` cell from the input side of the gates,
     the h its hidden side multiplies, the state and Wₕₕ, bₕₕ: one fused cell Function, or
     its composed form (``fused=False``)."""
-    layout = {"weight_t": weight_t, "step": step}
     if mode == "LSTM":
-        return F.lstm_cell(input_gates, h, state[1], weight_hh, bias_hh, fused=fused, **layout)
+        return F.lstm_cell(input_gates, h, state[1], weight_hh, bias_hh, fused=fused, weight_t=weight_t,
+                           step=step)
     if mode == "GRU":
-        return (F.gru_cell(input_gates, h, weight_hh, bias_hh, fused=fused, **layout),)
+        return (F.gru_cell(input_gates, h, weight_hh, bias_hh, fused=fused, weight_t=weight_t, step=step),)
     nonlinearity = "tanh" if mode == "RNN_TANH" else "relu"
-    return (F.rnn_cell(input_gates, h, weight_hh, bias_hh, nonlinearity, fused=fused, **layout),)
+    return (F.rnn_cell(input_gates, h, weight_hh, bias_hh, nonlinearity, fused=fused, weight_t=weight_t,
+                       step=step),)
 
 
 def _rnn_mode(owner, nonlinearity):

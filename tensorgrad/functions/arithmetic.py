@@ -8,7 +8,7 @@ import numpy as np
 
 from tensorgrad.autograd import SumOfProducts
 from tensorgrad.function import Function, ShapeError
-from tensorgrad.functions._util import operands
+from tensorgrad.functions._util import operands, result_dtype
 from tensorgrad.functions.elementwise import log
 from tensorgrad.functions.shape import sum_to, swap_last_axes
 from tensorgrad.modes import is_grad_enabled
@@ -160,8 +160,7 @@ class Linear(Function):
         if b is not None and b.shape != (W.shape[0],):
             raise ShapeError(f"linear: bias of shape {b.shape} does not fit a weight of shape "
                              f"{W.shape}")
-        dtype = x.dtype if x.dtype == W.dtype else np.result_type(x, W)
-        y = np.empty(x.shape[:-1] + W.shape[:1], dtype)
+        y = np.empty(x.shape[:-1] + W.shape[:1], result_dtype(x, W))
         rows = as_rows(y)  # one matmul over all leading axes (not one per row of a 3-d x)
         np.matmul(as_rows(x), W.T, out=rows)
         if b is not None:
@@ -170,18 +169,28 @@ class Linear(Function):
 
     def backward(self, gy):
         x, W = self.inputs[:2]
-        bias = len(self.inputs) == 3 and self.inputs[2].requires_grad
+        b = self.inputs[2] if len(self.inputs) == 3 else None
         if is_grad_enabled():  # recorded: Variable operations, differentiable again
             gx = matmul(gy, W) if x.requires_grad else None
             gy2 = gy.reshape(-1, gy.shape[-1])
             gW = matmul(gy2.T, x.reshape(-1, x.shape[-1])) if W.requires_grad else None
-            gb = gy2.sum(axis=0) if bias else None
+            gb = gy2.sum(axis=0) if b is not None and b.requires_grad else None
         else:
-            g2 = as_rows(gy.data)
-            gx = Variable._result((g2 @ W.data).reshape(x.shape), False) if x.requires_grad else None
-            gW = SumOfProducts(g2, as_rows(x.data)) if W.requires_grad else None
-            gb = SumOfProducts(g2) if bias else None
-        return (gx, gW) if len(self.inputs) == 2 else (gx, gW, gb)
+            gx, gW, gb = linear_gradients(gy.data, x, W, b)
+            gx = None if gx is None else Variable._result(gx, False)
+        return (gx, gW) if b is None else (gx, gW, gb)
+
+
+def linear_gradients(gy, x, W, b=None):
+    """(∂L/∂x, ∂L/∂W, ∂L/∂b) of y = x Wᵀ + b from the array ∂L/∂y, for a backward that is not
+    recorded: ∂L/∂x = ∂L/∂y W an array, ∂L/∂W and ∂L/∂b as SumOfProducts; None for any of the
+    Variables x, W, b that needs no gradient (or b None). Linear's and the fused cells' backward.
+    """
+    rows = as_rows(gy)
+    gx = (rows @ W.data).reshape(x.shape) if x.requires_grad else None
+    gW = SumOfProducts(rows, as_rows(x.data)) if W.requires_grad else None
+    gb = SumOfProducts(rows) if b is not None and b.requires_grad else None
+    return gx, gW, gb
 
 
 class AsType(Function):

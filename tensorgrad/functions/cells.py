@@ -17,13 +17,14 @@ formulas, so the formulas are written once.
 
 import numpy as np
 
-from tensorgrad.autograd import SumOfProducts, grad
+from tensorgrad.autograd import grad
 from tensorgrad.function import Function, ShapeError
-from tensorgrad.functions.arithmetic import linear
+from tensorgrad.functions._util import result_dtype
+from tensorgrad.functions.arithmetic import linear, linear_gradients
 from tensorgrad.functions.elementwise import relu, sigmoid, sigmoid_array, tanh
 from tensorgrad.functions.shape import split
 from tensorgrad.modes import is_grad_enabled
-from tensorgrad.steps import as_rows, empty
+from tensorgrad.steps import empty
 from tensorgrad.variable import Variable, as_variable
 
 NONLINEARITIES = ("tanh", "relu")
@@ -129,17 +130,9 @@ class _FusedCell(Function):
         return side
 
     def _through_hidden_side(self, grad_side):
-        """(∂L/∂h, ∂L/∂Wₕₕ, ∂L/∂bₕₕ) from ∂L/∂b, the gradient at the hidden side:
-
-            ∂L/∂h = ∂L/∂b Wₕₕ,  ∂L/∂Wₕₕ = ∂L/∂bᵀ h,  ∂L/∂bₕₕ = Σ ∂L/∂b over the rows
-        """
-        h, W = self.inputs[1], self.inputs[1 + self.states]
-        rows = as_rows(grad_side)
-        grad_h = np.matmul(grad_side, W.data) if h.requires_grad else None
-        grad_W = SumOfProducts(rows, as_rows(h.data)) if W.requires_grad else None
-        bias = self._bias
-        grad_b = SumOfProducts(rows) if bias is not None and bias.requires_grad else None
-        return grad_h, grad_W, grad_b
+        """(∂L/∂h, ∂L/∂Wₕₕ, ∂L/∂bₕₕ) from ∂L/∂b, the gradient at the hidden side b = h Wₕₕᵀ + bₕₕ
+        (see :func:`~tensorgrad.functions.arithmetic.linear_gradients`)."""
+        return linear_gradients(grad_side, self.inputs[1], self.inputs[1 + self.states], self._bias)
 
     def _gradients(self, grad_input_side, grad_h, grad_W, grad_b, *grad_more_state):
         """The backward's result, one per input, from arrays (and SumOfProducts)."""
@@ -179,7 +172,7 @@ class FusedRNNCell(_FusedCell):
         return _rnn_cell_composed(*inputs, nonlinearity=self.nonlinearity)
 
     def forward(self, a, h, W, b=None):
-        z = self._hidden_side(h, W, b, "h", _dtype(a, h, W))
+        z = self._hidden_side(h, W, b, "h", result_dtype(a, h, W))
         z += a
         if self.nonlinearity == "tanh":
             return np.tanh(z, out=z)
@@ -214,7 +207,7 @@ class FusedLSTMCell(_FusedCell):
     composed = staticmethod(_lstm_cell_composed)
 
     def forward(self, a, h, c, W, b=None):
-        dtype = _dtype(a, h, c, W)
+        dtype = result_dtype(a, h, c, W)
         gates = self._hidden_side(h, W, b, "gates", dtype)  # activated in place
         gates += a
         i, f, g, o = _gates(gates, 4)
@@ -278,7 +271,7 @@ class FusedGRUCell(_FusedCell):
     composed = staticmethod(_gru_cell_composed)
 
     def forward(self, a, h, W, b=None):
-        dtype = _dtype(a, h, W)
+        dtype = result_dtype(a, h, W)
         H = h.shape[-1]
         gates = self._hidden_side(h, W, b, "gates", dtype)  # [bᵣ, b_z, bₙ], made r, z, n in place
         r, z, n = _gates(gates, 3)
@@ -323,15 +316,6 @@ class FusedGRUCell(_FusedCell):
         if grad_h_through_b is not None:
             grad_h_through_b += np.multiply(grad_h, z, out=work)
         return self._gradients(da, grad_h_through_b, grad_W, grad_b)
-
-
-def _dtype(*arrays):
-    """The result dtype of ``arrays``; the common case (all alike) without NumPy's promotion call."""
-    first = arrays[0].dtype
-    for a in arrays:
-        if a.dtype != first:
-            return np.result_type(*arrays)
-    return first
 
 
 # ----------------------------------------------------------------------------- public functions
