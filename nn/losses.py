@@ -6,7 +6,7 @@ import numpy as np
 
 import tensorgrad.functions as F
 from nn.module import Module
-from tensorgrad import Function, ShapeError, as_variable, is_grad_enabled
+from tensorgrad import Function, ShapeError, Variable, as_variable, is_grad_enabled
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -93,14 +93,28 @@ class CrossEntropy(Function):
         return np.where(self.counted, loss, 0)
 
     def backward(self, g):
+        if not is_grad_enabled():
+            return Variable._result(self._gradient(g.data), False)
+        # Recorded, for higher derivatives: softmax as a Function of z, the rest in Variables.
         z = self.inputs[0]
-        # The saved softmax, or, when the backward is recorded, softmax recorded as a Function of z.
-        p = F.softmax(z, axis=1) if is_grad_enabled() else as_variable(self.probabilities)
         smoothing, num_classes = self.label_smoothing, z.shape[1]
         q = np.full(z.shape, smoothing / num_classes, dtype=z.dtype)
         np.put_along_axis(q, self.targets, 1 - smoothing + smoothing / num_classes, axis=1)
         weight = F.where(np.expand_dims(self.counted, 1), F.reshape(g, self.targets.shape), 0.0)
-        return (p - q) * weight
+        return (F.softmax(z, axis=1) - q) * weight
+
+    def _gradient(self, g):
+        """∂L/∂z = (softmax(z) - q) ⊙ w from the array g = ∂L/∂ℓ (w: g where counted, else 0),
+        on the saved softmax, without an array for q: one pass over the logits (two with ε)."""
+        smoothing, num_classes = self.label_smoothing, self.probabilities.shape[1]
+        weight = np.where(self.counted, g, 0).reshape(self.targets.shape)
+        grad = self.probabilities * weight
+        if smoothing > 0:
+            grad -= (smoothing / num_classes) * weight
+        at_targets = np.take_along_axis(grad, self.targets, axis=1)
+        at_targets -= (1 - smoothing) * weight
+        np.put_along_axis(grad, self.targets, at_targets, axis=1)
+        return grad
 
 
 def mse_loss(input, target, reduction="mean"):  # noqa: A002 - PyTorch's argument name
