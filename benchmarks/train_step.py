@@ -1,6 +1,7 @@
 """One training step of a character-level language model: tensorgrad, PyTorch and hand-written NumPy.
 
     python benchmarks/train_step.py [--quick] [--threads 1 2] [--repeats 15] [--modes rnn lstm gru]
+                                    [--keep-freed-memory]
 
 The step: embedding (V = 65, E = H) → one recurrent layer over T steps → linear to V at
 every step → softmax cross-entropy averaged over T·B → backward → clipping to global norm 5
@@ -15,7 +16,11 @@ start from the same weights and see the same data:
 
 The machine may be shared and its speed may drift, so the engines run in alternation (the
 order rotating every round) and the table gives medians and, for the ratios, the median of
-the per-round ratios. BLAS threads are set explicitly (threadpoolctl for NumPy's BLAS,
+the per-round ratios. Each engine's page faults per step are counted beside its time: memory
+that glibc's malloc gave back to the system and takes again costs a fault per 4 KB page,
+which on a virtual machine can be a tenth of a training step. ``--keep-freed-memory`` runs
+with malloc keeping freed memory, so that the engines are compared on their work alone.
+BLAS threads are set explicitly (threadpoolctl for NumPy's BLAS,
 ``torch.set_num_threads`` for PyTorch). Peak memory is measured in child processes, over the first
 three steps of a new model (so the optimizer's state and whatever an engine keeps from step
 to step are included): the growth of the resident set (all engines; glibc is told to give
@@ -30,6 +35,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -57,6 +63,10 @@ MAX_NORM = 5.0
 LR = 2e-3
 MODES = ("rnn", "lstm", "gru")
 SIZES = ((128, 32, 64), (256, 32, 64), (512, 64, 64))  # (H, B, T)
+# glibc's malloc gives large freed blocks back to the system, and memory taken again comes as
+# page faults (on a virtual machine, microseconds per 4 KB page). With these settings it keeps
+# and reuses them, so the engines are compared on their arithmetic alone (--keep-freed-memory).
+KEEP_FREED = {"MALLOC_TRIM_THRESHOLD_": str(2**40), "MALLOC_MMAP_THRESHOLD_": str(2**30)}
 
 
 # ----------------------------------------------------------------------------- the engines
@@ -160,18 +170,26 @@ def set_threads(threads):
 
 # ----------------------------------------------------------------------------- measuring
 def interleaved(tasks, repeats):
-    """Seconds of each of ``tasks`` (name → callable) per run, the order rotating every round."""
+    """Seconds of each of ``tasks`` (name → callable) per run, the order rotating every round, and
+    each task's page faults per run (minor faults: memory freshly taken from the system)."""
     names = list(tasks)
     times = {name: [] for name in names}
+    faults = dict.fromkeys(names, 0)
     for task in tasks.values():  # warm-up: first-call costs, caches, optimizer state
         task()
         task()
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
+            before = _minor_faults()
             start = time.perf_counter()
             tasks[name]()
             times[name].append(time.perf_counter() - start)
-    return times
+            faults[name] += _minor_faults() - before
+    return times, {name: n / repeats for name, n in faults.items()}
+
+
+def _minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def summary(times, reference="tensorgrad"):
@@ -262,18 +280,19 @@ def training(modes, sizes, threads, repeats):
           f"(median of {repeats} interleaved runs; ratios: median of the per-round ratios)\n")
     names = [e.name for e in ENGINES]
     table(["model", "H, B, T"] + [f"{n} ms" for n in names] + [f"tensorgrad / {n}" for n in names[1:]]
-          + ["tokens/s " + n for n in names])
+          + ["tokens/s " + n for n in names] + ["page faults " + n for n in names])
     for mode in modes:
         for hidden, batch_size, steps in sizes:
             params = initial_weights(mode, hidden)
             ids, targets = batch(steps, batch_size)
             engines = [e(params, mode) for e in ENGINES]
-            times = interleaved({e.name: lambda e=e, ids=ids, targets=targets: e.step(ids, targets)
+            times, faults = interleaved({e.name: lambda e=e, ids=ids, targets=targets: e.step(ids, targets)
                                  for e in engines}, repeats)
             medians, ratios = summary(times)
             table_row = [mode, f"{hidden}, {batch_size}, {steps}"]
             table_row += [f"{medians[n] * 1e3:.1f}" for n in names] + [f"{ratios[n]:.2f}" for n in names[1:]]
             table_row += [f"{steps * batch_size / medians[n]:,.0f}" for n in names]
+            table_row += [f"{faults[n]:,.0f}" for n in names]
             print("| " + " | ".join(table_row) + " |", flush=True)
 
 
@@ -305,10 +324,10 @@ def inference(modes, sizes, threads, repeats, sample_length):
             ids, _ = batch(steps, batch_size)
             engines = [e(params, mode) for e in ENGINES]
             forward, _ = summary(interleaved({e.name: lambda e=e, ids=ids: e.forward(ids) for e in engines},
-                                             repeats))
+                                             repeats)[0])
             rng = np.random.default_rng(0)
-            times = interleaved({e.name: lambda e=e, rng=rng: sample(e, sample_length, rng) for e in engines},
-                                repeats)
+            times, _ = interleaved({e.name: lambda e=e, rng=rng: sample(e, sample_length, rng)
+                                    for e in engines}, repeats)
             sampling, ratios = summary(times)
             row = [mode, f"{hidden}, {batch_size}, {steps}"]
             row += [f"{steps * batch_size / forward[n]:,.0f}" for n in names]
@@ -345,13 +364,20 @@ def main():
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     parser.add_argument("--no-inference", action="store_true", help="skip the inference tables")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="run with glibc's malloc keeping freed memory for reuse (no page faults)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
         return memory_child(args.memory_child)
+    if args.keep_freed_memory and any(os.environ.get(k) != v for k, v in KEEP_FREED.items()):
+        # malloc reads these once, at start-up: run this script again with them set
+        os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, **KEEP_FREED))
     sizes = SIZES[:1] if args.quick else SIZES
     repeats = 5 if args.quick else args.repeats
     print(f"machine: {machine()}, {time.strftime('%Y-%m-%d')}")
+    if args.keep_freed_memory:
+        print("glibc malloc keeps freed memory: " + ", ".join(f"{k}={v}" for k, v in KEEP_FREED.items()))
     if torch is not None:
         print(f"PyTorch {torch.__version__}")
     for threads in args.threads:
