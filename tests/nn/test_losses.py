@@ -93,6 +93,24 @@ def test_cross_entropy_gradcheck(label_smoothing, reduction):
     assert tg.gradgradcheck(lambda z: nn.softmax_cross_entropy(z, targets), logits, atol=1e-4)
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.25])
+@pytest.mark.parametrize("shape", [(6, 5), (4, 3, 2)])
+def test_cross_entropy_backward_recorded_equals_unrecorded(label_smoothing, shape):
+    # Two code paths: NumPy on the saved softmax, and Variables (create_graph) for higher derivatives.
+    logits, targets = logits_and_targets(shape, np.float64)
+    weights = np.random.default_rng(2).standard_normal(targets.shape)
+    z = tg.Variable(logits)
+
+    def weighted_loss():
+        return (nn.softmax_cross_entropy(z, targets, reduction="none", label_smoothing=label_smoothing)
+                * weights).sum()
+
+    (plain,) = tg.grad(weighted_loss(), z)
+    (recorded,) = tg.grad(weighted_loss(), z, create_graph=True)
+    assert recorded.creator is not None and plain.creator is None
+    np.testing.assert_allclose(plain.data, recorded.data, rtol=1e-12, atol=1e-14)
+
+
 def test_cross_entropy_bad_input():
     logits = np.zeros((4, 5), np.float32)
     with pytest.raises(TypeError, match="targets must be integer class indices, got dtype float32"):
