@@ -287,7 +287,7 @@ def training(modes, sizes, threads, repeats):
             ids, targets = batch(steps, batch_size)
             engines = [e(params, mode) for e in ENGINES]
             times, faults = interleaved({e.name: lambda e=e, ids=ids, targets=targets: e.step(ids, targets)
-                                 for e in engines}, repeats)
+                                         for e in engines}, repeats)
             medians, ratios = summary(times)
             table_row = [mode, f"{hidden}, {batch_size}, {steps}"]
             table_row += [f"{medians[n] * 1e3:.1f}" for n in names] + [f"{ratios[n]:.2f}" for n in names[1:]]

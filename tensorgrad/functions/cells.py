@@ -100,6 +100,15 @@ def _one_minus(x, out):
     return np.subtract(1, x, out=out)
 
 
+def _sigmoid_slope_times(y, *factors, out):
+    """σ'(x) ⊙ factors = y(1 - y) ⊙ f₁ ⊙ f₂ ... for y = σ(x), into ``out``."""
+    _one_minus(y, out)
+    out *= y
+    for factor in factors:
+        out *= factor
+    return out
+
+
 class _FusedCell(Function):
     """What the fused cells share: the inputs (a, h, [c,] Wₕₕ[, bₕₕ]), the hidden side
     b = h Wₕₕᵀ + bₕₕ in forward, and the gradients through it in backward.
@@ -233,18 +242,9 @@ class FusedLSTMCell(_FusedCell):
         dc *= o
         dc *= grad_h
         dc += grad_c
-        _one_minus(o, do)
-        do *= o
-        do *= tanh_c
-        do *= grad_h
-        _one_minus(i, di)
-        di *= i
-        di *= g
-        di *= dc
-        _one_minus(f, df)
-        df *= f
-        df *= c
-        df *= dc
+        _sigmoid_slope_times(o, tanh_c, grad_h, out=do)
+        _sigmoid_slope_times(i, g, dc, out=di)
+        _sigmoid_slope_times(f, c, dc, out=df)
         np.multiply(g, g, out=dg)
         _one_minus(dg, dg)
         dg *= i
@@ -305,10 +305,7 @@ class FusedGRUCell(_FusedCell):
         np.subtract(h, n, out=dz)
         dz *= work
         dz *= grad_h
-        _one_minus(r, dr)
-        dr *= r
-        dr *= hidden_n
-        dr *= dn
+        _sigmoid_slope_times(r, hidden_n, dn, out=dr)
         db = empty(self.step, "grad_hidden_gates", gates.shape, gates.dtype)
         db[..., :2 * H] = da[..., :2 * H]
         np.multiply(dn, r, out=db[..., 2 * H:])
