@@ -5,6 +5,7 @@ from nn.cells import GRUCell, LSTMCell, RNNCell
 from nn.charlm import CharRNN, sample_text
 from nn.checkpoint import load, save
 from nn.clip import clip_grad_norm, clip_grad_value
+from nn.conv import CausalConv1d, Conv1d
 from nn.layers import Dropout, Embedding, LayerNorm, Linear, Sequential
 from nn.losses import MSELoss, SoftmaxCrossEntropy, mse_loss, softmax_cross_entropy
 from nn.module import Module, Parameter
@@ -18,4 +19,5 @@ __all__ = [
     "clip_grad_value", "save", "load", "optim", "data", "diagnostics", "generate", "tasks",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "CharRNN", "sample_text", "set_num_threads",
     "TBPTT",
+    "Conv1d", "CausalConv1d",
 ]
