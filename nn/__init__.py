@@ -12,6 +12,7 @@ from nn.module import Module, Parameter
 from nn.recurrent import GRU, LSTM, RNN
 from nn.tbptt import TBPTT
 from nn.threads import set_num_threads
+from nn.wavenet import CharWaveNet, WaveNet
 
 __all__ = [
     "Module", "Parameter", "Linear", "Embedding", "Dropout", "LayerNorm", "Sequential",
@@ -19,5 +20,5 @@ __all__ = [
     "clip_grad_value", "save", "load", "optim", "data", "diagnostics", "generate", "tasks",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "CharRNN", "sample_text", "set_num_threads",
     "TBPTT",
-    "Conv1d", "CausalConv1d",
+    "Conv1d", "CausalConv1d", "WaveNet", "CharWaveNet",
 ]

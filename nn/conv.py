@@ -59,6 +59,7 @@ class CausalConv1d(Conv1d):
     """A convolution whose output at t sees only x[t - receptive_field + 1], ..., x[t]:
 
         y = conv1d(pad(x, (dilation·(kernel_size - 1), 0)), weight, bias, dilation=dilation)
+          = F.causal_conv1d(x, weight, bias, dilation)
 
     "Causal padding: padding the layer's input with zeros in the front" (the notes, on
     WaveNet), so the output is as long as the input and never looks ahead.
@@ -76,8 +77,7 @@ class CausalConv1d(Conv1d):
         return length
 
     def forward(self, x):
-        padded = F.pad(x, (self.receptive_field - 1, 0))
-        return F.conv1d(padded, self.weight, self.bias, dilation=self.dilation, groups=self.groups)
+        return F.causal_conv1d(x, self.weight, self.bias, dilation=self.dilation, groups=self.groups)
 
     def extra_repr(self):
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"

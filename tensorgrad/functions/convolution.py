@@ -122,45 +122,8 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     (C_out, L_out), with L_out = ⌊(L + 2·padding - dilation·(k-1) - 1)/stride⌋ + 1.
     """
     x, weight = as_variable(x), as_variable(weight)
-    left, right = _check_conv1d(x, weight, bias, stride, padding, dilation, groups)
-    unbatched = x.ndim == 2
-    if unbatched:
-        x = x.reshape(1, *x.shape)
-    batch, channels, _ = x.shape
-    out_channels, group_channels, k = weight.shape
-    windows = Unfold(k, stride, dilation)(pad(x, (left, right)))  # (B, L_out, C_in, k)
-    steps = windows.shape[1]
-    # One matrix product per group (a single one when groups == 1): (B·L_out, C_in/g·k) @ (C_in/g·k, C_out/g).
-    rows = windows.reshape(batch * steps, groups, group_channels * k).transpose(1, 0, 2)
-    kernels = weight.reshape(groups, out_channels // groups, group_channels * k).transpose(0, 2, 1)
-    y = matmul(rows, kernels).transpose(1, 0, 2).reshape(batch, steps, out_channels).transpose(0, 2, 1)
-    if bias is not None:
-        y = y + as_variable(bias).reshape(out_channels, 1)
-    return y.reshape(y.shape[1:]) if unbatched else y
-
-
-def _check_conv1d(x, weight, bias, stride, padding, dilation, groups):
-    """The (left, right) zero padding of a valid conv1d call; a ShapeError or ValueError naming
-    the numbers at fault otherwise."""
-    if x.ndim not in (2, 3):
-        raise ShapeError(f"conv1d: expected a 2-d (C_in, L) or 3-d (B, C_in, L) input, got shape {x.shape}")
-    if weight.ndim != 3:
-        raise ShapeError(f"conv1d: expected a 3-d weight (C_out, C_in/groups, k), got shape {weight.shape}")
-    for name, value, least in (("stride", stride, 1), ("dilation", dilation, 1), ("groups", groups, 1)):
-        if int(value) != value or value < least:
-            raise ValueError(f"conv1d: {name} must be an integer >= {least}, got {value}")
-    out_channels, group_channels, k = weight.shape
-    channels, length = x.shape[-2:]
-    if out_channels % groups:
-        raise ValueError(f"conv1d: the weight's {out_channels} output channels are not divisible by "
-                         f"groups={groups}")
-    if channels != group_channels * groups:
-        raise ShapeError(f"conv1d: input of shape {x.shape} has {channels} channels, but the weight of "
-                         f"shape {weight.shape} with groups={groups} expects {group_channels * groups}")
-    if bias is not None and tuple(bias.shape) != (out_channels,):
-        raise ShapeError(f"conv1d: bias of shape {tuple(bias.shape)} does not fit {out_channels} "
-                         f"output channels")
-    span = dilation * (k - 1) + 1
+    _check_conv1d(x, weight, bias, stride, dilation, groups)
+    span = dilation * (weight.shape[-1] - 1) + 1
     if padding == "valid":
         left = right = 0
     elif padding == "same":
@@ -173,8 +136,57 @@ def _check_conv1d(x, weight, bias, stride, padding, dilation, groups):
         left = right = int(padding)
     else:
         raise ValueError(f"conv1d: padding must be an integer >= 0, 'valid' or 'same', got {padding!r}")
+    length = x.shape[-1]
     if length + left + right < span:
         raise ShapeError(f"conv1d: padded input length {length + left + right} (length {length} + padding "
-                         f"{left + right}) is shorter than the kernel's span {span} (kernel size {k}, "
-                         f"dilation {dilation})")
-    return left, right
+                         f"{left + right}) is shorter than the kernel's span {span} (kernel size "
+                         f"{weight.shape[-1]}, dilation {dilation})")
+    return _convolve(x, weight, bias, stride, (left, right), dilation, groups)
+
+
+def causal_conv1d(x, weight, bias=None, dilation=1, groups=1):
+    """conv1d of ``x`` padded with dilation·(k-1) zeros in front only, so that the output is as
+    long as the input and y[..., t] depends on x[..., t - dilation·(k-1)], ..., x[..., t] alone."""
+    x, weight = as_variable(x), as_variable(weight)
+    _check_conv1d(x, weight, bias, 1, dilation, groups)
+    return _convolve(x, weight, bias, 1, (dilation * (weight.shape[-1] - 1), 0), dilation, groups)
+
+
+def _convolve(x, weight, bias, stride, padding, dilation, groups):
+    """conv1d on checked arguments, ``padding`` a (before, after) pair: pad, unfold, one matmul."""
+    unbatched = x.ndim == 2
+    if unbatched:
+        x = x.reshape(1, *x.shape)
+    batch = x.shape[0]
+    out_channels, group_channels, k = weight.shape
+    windows = Unfold(k, stride, dilation)(pad(x, padding))  # (B, L_out, C_in, k)
+    steps = windows.shape[1]
+    # One matrix product per group (a single one when groups == 1): (B·L_out, C_in/g·k) @ (C_in/g·k, C_out/g).
+    rows = windows.reshape(batch * steps, groups, group_channels * k).transpose(1, 0, 2)
+    kernels = weight.reshape(groups, out_channels // groups, group_channels * k).transpose(0, 2, 1)
+    y = matmul(rows, kernels).transpose(1, 0, 2).reshape(batch, steps, out_channels).transpose(0, 2, 1)
+    if bias is not None:
+        y = y + as_variable(bias).reshape(out_channels, 1)
+    return y.reshape(y.shape[1:]) if unbatched else y
+
+
+def _check_conv1d(x, weight, bias, stride, dilation, groups):
+    """A ShapeError or ValueError naming the numbers at fault, unless the arguments fit."""
+    if x.ndim not in (2, 3):
+        raise ShapeError(f"conv1d: expected a 2-d (C_in, L) or 3-d (B, C_in, L) input, got shape {x.shape}")
+    if weight.ndim != 3:
+        raise ShapeError(f"conv1d: expected a 3-d weight (C_out, C_in/groups, k), got shape {weight.shape}")
+    for name, value, least in (("stride", stride, 1), ("dilation", dilation, 1), ("groups", groups, 1)):
+        if int(value) != value or value < least:
+            raise ValueError(f"conv1d: {name} must be an integer >= {least}, got {value}")
+    out_channels, group_channels, _ = weight.shape
+    channels = x.shape[-2]
+    if out_channels % groups:
+        raise ValueError(f"conv1d: the weight's {out_channels} output channels are not divisible by "
+                         f"groups={groups}")
+    if channels != group_channels * groups:
+        raise ShapeError(f"conv1d: input of shape {x.shape} has {channels} channels, but the weight of "
+                         f"shape {weight.shape} with groups={groups} expects {group_channels * groups}")
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise ShapeError(f"conv1d: bias of shape {tuple(bias.shape)} does not fit {out_channels} "
+                         f"output channels")
