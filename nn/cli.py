@@ -15,7 +15,7 @@ import numpy as np
 from nn.threads import set_num_threads
 from nn.trainer import TrainConfig
 
-MODELS = ("lstm", "gru", "rnn")
+MODELS = ("lstm", "gru", "rnn", "wavenet")
 
 
 class CommandError(Exception):
@@ -34,9 +34,10 @@ def build_parser():
                                             "BPTT; with no options, a small LSTM on a built-in corpus.")
     train.add_argument("--text", metavar="FILE", help="UTF-8 text to train on (default: the source "
                        "of Python's standard library, read from this machine)")
-    train.add_argument("--model", choices=MODELS, help=f"recurrent layer (default {defaults.model})")
+    train.add_argument("--model", choices=MODELS, help=f"recurrent layer, or a WaveNet's causal dilated "
+                       f"convolutions (default {defaults.model})")
     for name, kind, help_text in [
-        ("hidden", int, "hidden units per layer"), ("layers", int, "recurrent layers"),
+        ("hidden", int, "hidden units per layer"), ("layers", int, "recurrent layers (wavenet: blocks)"),
         ("seq_len", int, "characters per window of truncated BPTT"), ("batch", int, "parallel rows"),
         ("steps", int, "optimizer steps in total"), ("lr", float, "Adam learning rate"),
         ("clip", float, "maximum global gradient norm"), ("seed", int, "random seed"),
@@ -63,7 +64,7 @@ def build_parser():
     sample.add_argument("--threads", type=int, default=1, metavar="N", help="BLAS threads (default 1)")
 
     graph = commands.add_parser("graph", help="draw the unrolled computation graph of a small model")
-    graph.add_argument("--model", choices=MODELS, default="lstm")
+    graph.add_argument("--model", choices=("lstm", "gru", "rnn"), default="lstm")
     graph.add_argument("--steps", type=int, default=3, metavar="N", help="time steps to unroll")
     graph.add_argument("--collapse", action="store_true", help="draw each time step as one node")
     graph.add_argument("--out", default="graph.svg", metavar="FILE",
@@ -99,7 +100,7 @@ def run_train(args):
 
 
 def run_sample(args):
-    from nn.charlm import CharRNN, sample_text
+    from nn.charlm import char_model, sample_text
     from nn.checkpoint import load
     from nn.data import CharVocab
 
@@ -114,7 +115,7 @@ def run_sample(args):
                            f"(no {', '.join(missing)})")
     config = TrainConfig.from_dict(saved["config"])
     vocab = CharVocab.from_chars(str(saved["vocab"]))
-    model = CharRNN(len(vocab), config.hidden, config.layers, config.model)
+    model = char_model(len(vocab), config.hidden, config.layers, config.model)
     model.load_state_dict(saved["model"])
     unknown = sorted({c for c in args.prime if c not in vocab.chars})
     if unknown:

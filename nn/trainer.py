@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 import tensorgrad as tg
-from nn.charlm import CharRNN, sample_text
+from nn.charlm import char_model, sample_text
 from nn.checkpoint import load, save
 from nn.clip import clip_grad_norm
 from nn.corpus import check_length, default_corpus, read_text
@@ -120,7 +120,7 @@ class Trainer:
                                                                            // (config.seq_len + 1))),
                                          config.seq_len)
         tg.manual_seed(config.seed)
-        self.model = CharRNN(len(self.vocab), config.hidden, config.layers, config.model)
+        self.model = char_model(len(self.vocab), config.hidden, config.layers, config.model)
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
 
     def _restore(self, config):
@@ -196,6 +196,10 @@ class Trainer:
                  f"{sum(p.size for p in self.model.parameters()):,} parameters) on {self.source}: "
                  f"{len(self.vocab)} distinct characters, {len(self.train_batches)} windows of "
                  f"{config.batch}×{config.seq_len} per pass")
+        if hasattr(self.model, "receptive_field"):
+            self.log(f"a WaveNet carries no recurrent state: each prediction sees the last "
+                     f"{self.model.receptive_field} characters (its receptive field), the window's "
+                     f"first ones read from the end of the previous window")
         bar = tqdm(total=config.steps, initial=self.step, disable=not self.progress,
                    unit="step", dynamic_ncols=True)
         write = bar.write if self.progress else self.log
