@@ -1,6 +1,7 @@
 """nn: networks built from tensorgrad Functions, with PyTorch's names, shapes and semantics."""
 
 from nn import data, diagnostics, generate, optim, tasks
+from nn.captioning import Captioner
 from nn.cells import GRUCell, LSTMCell, RNNCell
 from nn.charlm import CharRNN, sample_text
 from nn.checkpoint import load, save
@@ -20,5 +21,5 @@ __all__ = [
     "clip_grad_value", "save", "load", "optim", "data", "diagnostics", "generate", "tasks",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "CharRNN", "sample_text", "set_num_threads",
     "TBPTT",
-    "Conv1d", "CausalConv1d", "WaveNet", "CharWaveNet",
+    "Conv1d", "CausalConv1d", "WaveNet", "CharWaveNet", "Captioner",
 ]
