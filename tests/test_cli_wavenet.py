@@ -7,6 +7,7 @@ import numpy as np
 
 import nn
 from nn.cli import main
+from nn.data import CharVocab
 from tests.test_cli import corpus, train  # noqa: F401 - corpus is a fixture
 
 WAVENET = ["--model", "wavenet", "--layers", "3"]
@@ -35,14 +36,20 @@ def test_wavenet_resume_continues_exactly(tmp_path, corpus):  # noqa: F811
     assert [a.shape for a in resumed["carried"].values()] == [(7, 4)]
 
 
-def test_wavenet_sample_is_reproducible_with_a_seed(tmp_path, corpus, capsys):  # noqa: F811
+def test_wavenet_sample_is_reproducible_and_is_sample_text(tmp_path, corpus, capsys):  # noqa: F811
+    """`sample` prints what sample_text draws from the checkpoint's CharWaveNet with that seed."""
     _, out = train(tmp_path, corpus, *WAVENET, "--steps", "5")
-    capsys.readouterr()
     checkpoint = os.path.join(out, "checkpoint.npz")
-    samples = []
-    for seed in ("1", "1", "2"):
-        assert main(["sample", "--checkpoint", checkpoint, "--length", "60", "--seed", seed,
+    capsys.readouterr()
+    printed = []
+    for seed in (1, 1, 2):
+        assert main(["sample", "--checkpoint", checkpoint, "--length", "60", "--seed", str(seed),
                      "--prime", "the "]) == 0
-        samples.append(capsys.readouterr().out)
-    assert samples[0] == samples[1] != samples[2]
-    assert samples[0].startswith("the ") and len(samples[0].rstrip("\n")) == 64
+        printed.append(capsys.readouterr().out.rstrip("\n"))
+    assert printed[0] == printed[1] != printed[2]
+    saved = nn.load(checkpoint)
+    model = nn.CharWaveNet(len(str(saved["vocab"])), 16, 3)
+    model.load_state_dict(saved["model"])
+    vocab = CharVocab.from_chars(str(saved["vocab"]))
+    expected = nn.sample_text(model, vocab, 60, prime="the ", temperature=0.8, rng=np.random.default_rng(1))
+    assert printed[0] == expected and len(expected) == 64
