@@ -24,6 +24,8 @@ class Conv1d(Module):
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must both be divisible by groups ({groups})")
+        if not (padding in ("valid", "same") or isinstance(padding, int) and padding >= 0):
+            raise ValueError(f"{name}: padding must be an integer >= 0, 'valid' or 'same', got {padding!r}")
         if padding == "same" and stride != 1:
             raise ValueError(f"{name}: padding='same' is not supported for strided convolutions "
                              f"(stride={stride})")

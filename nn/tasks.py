@@ -223,8 +223,9 @@ def shape_captions(rng, batch_size, noise=0.1):
     images = noise * rng.standard_normal((batch_size, 3, _SLOT, 3 * _SLOT))
     captions = np.zeros((9, batch_size), np.int64)
     for b in range(batch_size):
-        groups = [(kinds[rng.integers(len(kinds))], int(rng.integers(1, 4)))]
-        if rng.random() < 0.5:  # two kinds, at most three shapes in all
+        if rng.random() < 0.5:  # one kind, one to three times
+            groups = [(kinds[rng.integers(len(kinds))], int(rng.integers(1, 4)))]
+        else:  # two kinds, at most three shapes in all
             first, second = rng.choice(len(kinds), 2, replace=False)
             counts = ((1, 1), (1, 2), (2, 1))[rng.integers(3)]
             groups = [(kinds[first], counts[0]), (kinds[second], counts[1])]

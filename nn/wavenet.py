@@ -31,7 +31,6 @@ class ResidualBlock(Module):
 
     def __init__(self, channels, skip_channels, kernel_size=2, dilation=1, residual=True):
         super().__init__()
-        self.channels = channels
         self.dilated = CausalConv1d(channels, 2 * channels, kernel_size, dilation=dilation)
         self.residual = Conv1d(channels, channels, 1) if residual else None
         self.skip = Conv1d(channels, skip_channels, 1)

@@ -419,16 +419,23 @@ assert np.mean(losses["first"][-20:]) < 0.3 * np.mean(losses["first"][:20])
 """), ("markdown", r"""
 ## Captions of pictures it has never seen
 
-Greedy decoding feeds the most probable word back in until END; sampling draws each word from
-$y_t$ instead (at temperature 1), so one picture gets several captions.
+Greedy decoding feeds the most probable word back in until END (✗ marks a caption that is not
+word for word right). Sampling draws each word from $y_t$ instead (at temperature 1), so one
+picture can get several captions: below, for the first picture the greedy caption gets wrong,
+at temperature 1 and at 2 (which flattens $y_t$).
 """), ("code", r"""
 greedy = model.caption(test_images)
-show(test_images[:12], [("" if caption_text(greedy[:, i]) == caption_text(test_captions[:, i]) else "✗ ")
-                        + caption_text(greedy[:, i]) for i in range(12)])
+said = [caption_text(greedy[:, i]) for i in range(len(test_images))]
+right = [caption_text(test_captions[:, i]) for i in range(len(test_images))]
+show(test_images[:12], [("" if said[i] == right[i] else "✗ ") + said[i] for i in range(12)])
+wrong = next(i for i in range(len(test_images)) if said[i] != right[i])
 rng = np.random.default_rng(0)
-for _ in range(4):
-    print("sampled:", caption_text(model.caption(test_images[:1], temperature=1.0, rng=rng)[:, 0]))
-print("the truth:", caption_text(test_captions[:, 0]))
+print(f"picture {wrong}, greedy:", said[wrong])
+for temperature in (1.0, 2.0):
+    for _ in range(4):
+        sampled = model.caption(test_images[wrong:wrong + 1], temperature=temperature, rng=rng)
+        print(f"sampled at temperature {temperature}:", caption_text(sampled[:, 0]))
+print("the truth:", right[wrong])
 
 def accuracy(model, pictures, truth):
     predicted = model.caption(pictures)
@@ -462,8 +469,9 @@ fig, ax = plt.subplots(figsize=(8, 3.4))
 by_position = {}
 for name, m in models.items():
     predicted = m.caption(test_images)
+    predicted = np.pad(predicted, ((0, max(8 - len(predicted), 0)), (0, 0)))  # PAD after every END
     by_position[name] = np.array([(predicted[t] == test_captions[t])[test_captions[t] != PAD].mean()
-                                  for t in range(min(len(predicted), 8))])
+                                  for t in range(8)])
     ax.plot(np.arange(1, len(by_position[name]) + 1), by_position[name], "o-", label=f"b_v at {name}")
 ax.set_xlabel("word position t")
 ax.set_ylabel("held-out words right")
@@ -472,8 +480,9 @@ plt.show()
 assert results["never"][1][0] < 0.05
 assert len({caption_text(blind[:, i]) for i in range(len(test_images))}) <= 3
 assert results["every"][1][0] > results["first"][1][0]
-assert by_position["first"][-1] < by_position["first"][0] - 0.2 and by_position["every"].min() > 0.9
-assert all(abs(train[0] - test[0]) < 0.1 for train, test in results.values())  # no overfitting here
+assert by_position["first"][-1] < by_position["first"][0] - 0.2 and by_position["every"].min() > 0.85
+gap = {name: train[0] - test[0] for name, (train, test) in results.items()}
+assert max(gap.values()) < 0.1 and gap["every"] <= gap["first"]
 """), ("markdown", r"""
 **Never.** The blind network learns the language of the captions, where "left of" goes and
 which words follow which, and nothing else: it says the same caption of every picture, and
@@ -481,19 +490,20 @@ the words that need the picture are guesses.
 
 **At every step.** Here it does *better* than the notes' $\mathbb{1}(t=1)$, and the curve
 shows why. Fed once, the picture has to be carried in $h$ through up to eight tanh steps, and
-the accuracy falls with the word's position, the right-hand shapes (described last, furthest
-from $t = 1$) worst. Fed at every step, each word sees the picture directly and the curve
-stays flat. What feeding once costs on these pictures is memory: the plain RNN's fading memory
-of notebooks 3 and 7.
+the accuracy sags along the caption and collapses at its last word, the shape of the
+right-hand group, the word furthest from $t = 1$. Fed at every step, each word sees the
+picture directly and the curve stays flat. What feeding once costs on these pictures is
+memory: the plain RNN's fading memory of notebooks 3 and 7.
 
 Why, then, do the notes feed it once? Karpathy & Fei-Fei report that feeding $b_v$ at every
 step gave *worse* results on real photographs, because the network could then exploit noise
-in the image and overfit more easily. Nothing of that shows here: the pictures are simple,
-the 6000 training images plenty, and for every variant the training and held-out columns
-agree to within a few points (asserted above), so there is no overfitting for the every-step
-variant to suffer from. The lesson is the trade itself: one entry point makes the hidden state
-the only channel from the image to the words, which regularises and costs memory; an entry
-at every step gives each word the picture, and with it the picture's noise.
+in the image and overfit more easily. Nothing of that shows here: the pictures are simple and
+the 6000 training images plenty; for every variant the training and held-out columns are
+less than ten points apart, and the every-step variant's gap is no wider than the notes'
+(both asserted above), so there is no overfitting for it to suffer from. The lesson is the
+trade itself: one entry point makes the hidden state the only channel from the image to the
+words, which regularises and costs memory; an entry at every step gives each word the
+picture, and with it the picture's noise.
 """)]
 
 

@@ -84,6 +84,9 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=re.escape("Conv1d: padding='same' is not supported for strided "
                                                    "convolutions (stride=2)")):
         nn.Conv1d(2, 2, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match=re.escape("Conv1d: padding must be an integer >= 0, 'valid' or "
+                                                   "'same', got 'full'")):
+        nn.Conv1d(2, 2, 3, padding="full")
     with pytest.raises(ValueError, match=re.escape("conv1d: input of shape (2, 3, 8) has 3 channels")):
         nn.Conv1d(4, 2, 3)(np.ones((2, 3, 8), np.float32))
 
