@@ -123,25 +123,33 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """
     x, weight = as_variable(x), as_variable(weight)
     _check_conv1d(x, weight, bias, stride, dilation, groups)
+    left, right = conv1d_padding(padding, weight.shape[-1], stride, dilation)
     span = dilation * (weight.shape[-1] - 1) + 1
-    if padding == "valid":
-        left = right = 0
-    elif padding == "same":
-        if stride != 1:
-            raise ValueError(f"conv1d: padding='same' is not supported for strided convolutions "
-                             f"(stride={stride})")
-        left = (span - 1) // 2
-        right = span - 1 - left
-    elif isinstance(padding, (int, np.integer)) and padding >= 0:
-        left = right = int(padding)
-    else:
-        raise ValueError(f"conv1d: padding must be an integer >= 0, 'valid' or 'same', got {padding!r}")
     length = x.shape[-1]
     if length + left + right < span:
         raise ShapeError(f"conv1d: padded input length {length + left + right} (length {length} + padding "
                          f"{left + right}) is shorter than the kernel's span {span} (kernel size "
                          f"{weight.shape[-1]}, dilation {dilation})")
     return _convolve(x, weight, bias, stride, (left, right), dilation, groups)
+
+
+def conv1d_padding(padding, kernel_size, stride=1, dilation=1, owner="conv1d"):
+    """conv1d's ``padding`` (an int, ``'valid'`` or ``'same'``) as (before, after) amounts, checked.
+
+    'same' pads dilation·(k-1) in all, the odd one after, as PyTorch does; ``owner`` names the
+    caller in the error.
+    """
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        if stride != 1:
+            raise ValueError(f"{owner}: padding='same' is not supported for strided convolutions "
+                             f"(stride={stride})")
+        total = dilation * (kernel_size - 1)
+        return total // 2, total - total // 2
+    if isinstance(padding, (int, np.integer)) and not isinstance(padding, bool) and padding >= 0:
+        return int(padding), int(padding)
+    raise ValueError(f"{owner}: padding must be an integer >= 0, 'valid' or 'same', got {padding!r}")
 
 
 def causal_conv1d(x, weight, bias=None, dilation=1, groups=1):

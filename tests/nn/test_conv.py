@@ -33,6 +33,24 @@ def test_conv1d_matches_torch(torch, case, bias, batched, dtype):
     assert ours(x).shape[-1] == ours.output_length(length) == theirs(torch.tensor(x)).shape[-1]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("stride, padding, dilation", [(1, 2, 1), (2, 3, 2), (1, "same", 3)])
+def test_padding_modes_match_torch(torch, stride, padding, dilation, padding_mode, batched, dtype):
+    options = dict(stride=stride, padding=padding, dilation=dilation, padding_mode=padding_mode)
+    shape = (2, 3, 9) if batched else (3, 9)
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    ours, theirs = nn.Conv1d(3, 4, 3, **options), torch.nn.Conv1d(3, 4, 3, **options)
+    check_against_torch(torch, ours, theirs, x, dtype)
+    assert f"padding_mode='{padding_mode}'" in repr(ours)
+
+
+def test_padding_mode_gradients_by_central_differences():
+    conv = nn.Conv1d(2, 2, 3, padding=2, padding_mode="reflect").double()
+    assert tg.gradcheck(conv, np.random.default_rng(1).standard_normal((1, 2, 5)))
+
+
 @pytest.mark.parametrize("length", range(7, 14))
 def test_output_length_is_pytorchs(torch, length):
     for stride, padding, dilation in [(1, 0, 1), (2, 1, 2), (3, 2, 1), (2, 0, 3)]:
@@ -87,6 +105,15 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match=re.escape("Conv1d: padding must be an integer >= 0, 'valid' or "
                                                    "'same', got 'full'")):
         nn.Conv1d(2, 2, 3, padding="full")
+    with pytest.raises(ValueError, match=re.escape("Conv1d: padding_mode must be one of ('zeros', 'reflect', "
+                                                   "'replicate', 'circular'), got 'mirror'")):
+        nn.Conv1d(2, 2, 3, padding_mode="mirror")
+    with pytest.raises(ValueError, match=re.escape("Conv1d: reflect padding of 4 must be less than the input "
+                                                   "length 4")):
+        nn.Conv1d(2, 2, 3, padding=4, padding_mode="reflect")(np.ones((2, 4), np.float32))
+    with pytest.raises(ValueError, match=re.escape("Conv1d: circular padding of 5 must not exceed the input "
+                                                   "length 4")):
+        nn.Conv1d(2, 2, 3, padding=5, padding_mode="circular")(np.ones((2, 4), np.float32))
     with pytest.raises(ValueError, match=re.escape("conv1d: input of shape (2, 3, 8) has 3 channels")):
         nn.Conv1d(4, 2, 3)(np.ones((2, 3, 8), np.float32))
 
