@@ -297,6 +297,7 @@ def test_unchain_backward_truncates_a_carried_state():
 
 
 # ------------------------------------------------------------------------- large graphs
+@pytest.mark.slow
 def test_a_100000_step_chain_back_propagates():
     # Recursion would overflow the stack; a quadratic backward would take hours.
     x = leaf(1.0)
@@ -310,6 +311,7 @@ def test_a_100000_step_chain_back_propagates():
     gc.collect()
 
 
+@pytest.mark.slow
 def test_a_50000_wide_fan_in_back_propagates():
     # One leaf feeds 50,000 Functions that all feed one: stack's backward fans out again.
     x = leaf(2.0)
