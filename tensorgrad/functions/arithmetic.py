@@ -1,4 +1,4 @@
-"""Arithmetic: + - * / ** @, negation, dtype casts and the fused affine map.
+"""Arithmetic: + - * / % ** @, negation, dtype casts and the fused affine map.
 
 Binary ops broadcast as NumPy does; the gradient of a broadcast operand is summed back to
 its shape (``sum_to``).
@@ -9,7 +9,7 @@ import numpy as np
 from tensorgrad.autograd import SumOfProducts
 from tensorgrad.function import Function, ShapeError
 from tensorgrad.functions._util import operands, result_dtype
-from tensorgrad.functions.elementwise import log
+from tensorgrad.functions.elementwise import Mask, log
 from tensorgrad.functions.shape import sum_to, swap_last_axes
 from tensorgrad.modes import is_grad_enabled
 from tensorgrad.steps import as_rows
@@ -74,6 +74,23 @@ class Div(Function):
         a, b = self.inputs
         ga = gy / b
         return _reduce(ga, a), _reduce(-ga * a / b, b) if b.requires_grad else None
+
+
+class Remainder(Function):
+    """y = a mod b = a - b⌊a/b⌋ (the sign of b, as Python's % and torch.remainder);
+    ∂y/∂a = 1, ∂y/∂b = -⌊a/b⌋ (⌊a/b⌋ is piecewise constant)."""
+
+    op = "remainder"
+
+    def forward(self, a, b):
+        return np.mod(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        gb = None
+        if b.requires_grad:
+            gb = _reduce(Mask(-np.floor_divide(a.data, b.data), "remainder_grad")(gy), b)
+        return _reduce(gy, a), gb
 
 
 class Neg(Function):
@@ -230,6 +247,10 @@ def neg(x):
 
 def pow(a, b):  # noqa: A001 - the operator's name, as in operator.pow
     return Pow()(*operands(a, b))
+
+
+def remainder(a, b):
+    return Remainder()(*operands(a, b))
 
 
 def matmul(a, b):

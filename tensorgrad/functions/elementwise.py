@@ -1,4 +1,4 @@
-"""Elementwise functions: exp, log, sqrt, tanh, sigmoid, relu, clip, maximum, where.
+"""Elementwise functions: exp, log, sqrt, tanh, sigmoid, relu, abs, clip, maximum, where.
 
 Each backward multiplies the incoming gradient by the derivative, written with the
 function's output where that is cheaper (exp, sqrt, tanh, sigmoid).
@@ -144,6 +144,18 @@ class ReLU(Function):
         return Mask(self.inputs[0].data > 0, "relu_grad")(gy)
 
 
+class Abs(Function):
+    """y = |x|;  dy/dx = sign x (0 at x = 0, as PyTorch)."""
+
+    op = "abs"
+
+    def forward(self, x):
+        return np.abs(x)
+
+    def backward(self, gy):
+        return Mask(np.sign(self.inputs[0].data), "abs_grad")(gy)
+
+
 class Clip(Function):
     """y = min(max(x, lo), hi);  dy/dx = 1 where lo ≤ x ≤ hi, else 0."""
 
@@ -223,6 +235,10 @@ def sigmoid(x):
 
 def relu(x):
     return ReLU()(x)
+
+
+def abs(x):  # noqa: A001 - the builtin's name, as np.abs and torch.abs
+    return Abs()(x)
 
 
 def clip(x, lo=None, hi=None):
