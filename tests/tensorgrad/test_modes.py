@@ -3,6 +3,7 @@ recorded Functions, and anomaly detection naming the Function and the user's sou
 
 import gc
 import re
+import threading
 import weakref
 
 import numpy as np
@@ -146,3 +147,29 @@ def test_without_detect_anomaly_nan_passes_silently():
     with np.errstate(divide="ignore"):
         F.sqrt(x).backward()
     assert np.isinf(x.grad.data)
+
+
+def test_grad_mode_and_scope_belong_to_the_thread_that_sets_them():
+    main_inside, other_inside, release = threading.Event(), threading.Event(), threading.Event()
+    x = tg.Variable(np.ones(2))
+    seen = {}
+
+    def other():
+        main_inside.wait()  # the main thread is inside no_grad and a scope now
+        y = x * 2
+        seen.update(enabled=tg.is_grad_enabled(), scope=y.creator and y.creator.scope)
+        with tg.no_grad():
+            other_inside.set()
+            release.wait()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with tg.no_grad(), tg.scope("main"):
+        main_inside.set()
+        other_inside.wait()
+        assert (x * 2).creator is None
+    z = x * 2  # while the other thread is inside its own no_grad
+    release.set()
+    thread.join()
+    assert seen == {"enabled": True, "scope": None}  # recorded, outside the main thread's scope
+    assert tg.is_grad_enabled() and z.creator is not None
