@@ -1,4 +1,4 @@
-"""The `tensorgrad` command (also `python -m nn`): train, sample and graph.
+"""The `tensorgrad` command (also `python -m nn`): train, sample, export and graph.
 
 Every expected failure (a bad file, a bad option, a checkpoint of another model) ends in a
 one-line message and a non-zero exit status, never a traceback.
@@ -62,6 +62,12 @@ def build_parser():
     sample.add_argument("--seed", type=int, default=None, metavar="N")
     sample.add_argument("--threads", type=int, default=1, metavar="N", help="BLAS threads (default 1)")
 
+    export = commands.add_parser("export", help="write a checkpoint's weights as .safetensors for PyTorch",
+                                 description="Write the model weights of a train checkpoint as a "
+                                             ".safetensors file, under PyTorch's parameter names.")
+    export.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz written by train")
+    export.add_argument("--out", required=True, metavar="FILE.safetensors")
+
     graph = commands.add_parser("graph", help="draw the unrolled computation graph of a small model")
     graph.add_argument("--model", choices=MODELS, default="lstm")
     graph.add_argument("--steps", type=int, default=3, metavar="N", help="time steps to unroll")
@@ -76,7 +82,8 @@ def main(argv=None):
     try:
         if getattr(args, "threads", None) is not None:
             set_num_threads(args.threads)
-        return {"train": run_train, "sample": run_sample, "graph": run_graph}[args.command](args)
+        commands = {"train": run_train, "sample": run_sample, "export": run_export, "graph": run_graph}
+        return commands[args.command](args)
     except KeyboardInterrupt:
         return 130
     except (CommandError, ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as error:
@@ -122,6 +129,18 @@ def run_sample(args):
     rng = np.random.default_rng(args.seed)
     print(sample_text(model, vocab, args.length, prime=args.prime, temperature=args.temperature,
                    top_k=args.top_k, rng=rng))
+    return 0
+
+
+def run_export(args):
+    from nn.export import export_checkpoint
+    from nn.safetensors_io import SUFFIX
+
+    if not args.out.endswith(SUFFIX):
+        raise CommandError(f"--out must end in {SUFFIX}, got {args.out!r}")
+    names = export_checkpoint(args.checkpoint, args.out)
+    print(f"wrote {len(names)} arrays ({', '.join(names)}) to {args.out}; in PyTorch: "
+          f"model.load_state_dict(safetensors.torch.load_file({args.out!r}))")
     return 0
 
 
