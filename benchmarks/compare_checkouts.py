@@ -49,7 +49,8 @@ for line in sys.stdin:
 
 
 def child(checkout, spec, keep_freed_memory):
-    env = dict(os.environ, **(KEEP_FREED if keep_freed_memory else {}), PYTHONPATH=os.pathsep.join([checkout, os.path.join(checkout, "benchmarks")]))
+    path = os.pathsep.join([checkout, os.path.join(checkout, "benchmarks")])
+    env = dict(os.environ, **(KEEP_FREED if keep_freed_memory else {}), PYTHONPATH=path)
     return subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(spec)], cwd=checkout, env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
@@ -88,19 +89,21 @@ def main():
     sizes = [(128, 32, 64)] if args.quick else [(128, 32, 64), (256, 32, 64), (512, 64, 64)]
     checkouts = [HERE, os.path.abspath(args.other)]
     print(f"this: {checkouts[0]}\nother: {checkouts[1]}\n")
-    print("| threads | model | H, B, T | this ms | other ms | this / other | max loss gap | page faults this / other |")
+    print("| threads | model | H, B, T | this ms | other ms | this / other | max loss gap "
+          "| page faults this / other |")
     print("|---|---|---|---|---|---|---|---|")
     for threads in args.threads:
         for mode in args.modes:
             for hidden, batch_size, steps in sizes:
-                times, blas, losses, faults = row(checkouts, [mode, hidden, batch_size, steps, threads], args.repeats,
-                                           args.keep_freed_memory)
-                this, other = (times[c] for c in checkouts)
+                spec = [mode, hidden, batch_size, steps, threads]
+                times, blas, losses, faults = row(checkouts, spec, args.repeats, args.keep_freed_memory)
+                (this, other), (this_faults, other_faults) = ([d[c] for c in checkouts] for d in (times, faults))
                 ratio = statistics.median(a / b for a, b in zip(this, other, strict=True))
                 gap = max(abs(a - b) for a, b in zip(*(losses[c] for c in checkouts), strict=True))
-                print(f"| {threads} | {mode} | {hidden}, {batch_size}, {steps} | {statistics.median(this) * 1e3:.1f}"
-                      f" | {statistics.median(other) * 1e3:.1f} | {ratio:.2f} | {gap:.1e} | "
-                      f"{statistics.median(faults[checkouts[0]]):,.0f} / {statistics.median(faults[checkouts[1]]):,.0f} |", flush=True)
+                print(f"| {threads} | {mode} | {hidden}, {batch_size}, {steps} "
+                      f"| {statistics.median(this) * 1e3:.1f} | {statistics.median(other) * 1e3:.1f} "
+                      f"| {ratio:.2f} | {gap:.1e} "
+                      f"| {statistics.median(this_faults):,.0f} / {statistics.median(other_faults):,.0f} |", flush=True)
     print(f"\nBLAS: {blas[checkouts[0]]}")
 
 
