@@ -97,13 +97,15 @@ def main():
             for hidden, batch_size, steps in sizes:
                 spec = [mode, hidden, batch_size, steps, threads]
                 times, blas, losses, faults = row(checkouts, spec, args.repeats, args.keep_freed_memory)
-                (this, other), (this_faults, other_faults) = ([d[c] for c in checkouts] for d in (times, faults))
+                this, other = (times[c] for c in checkouts)
+                this_faults, other_faults = (faults[c] for c in checkouts)
                 ratio = statistics.median(a / b for a, b in zip(this, other, strict=True))
                 gap = max(abs(a - b) for a, b in zip(*(losses[c] for c in checkouts), strict=True))
                 print(f"| {threads} | {mode} | {hidden}, {batch_size}, {steps} "
                       f"| {statistics.median(this) * 1e3:.1f} | {statistics.median(other) * 1e3:.1f} "
                       f"| {ratio:.2f} | {gap:.1e} "
-                      f"| {statistics.median(this_faults):,.0f} / {statistics.median(other_faults):,.0f} |", flush=True)
+                      f"| {statistics.median(this_faults):,.0f} / {statistics.median(other_faults):,.0f} |",
+                      flush=True)
     print(f"\nBLAS: {blas[checkouts[0]]}")
 
 
