@@ -60,22 +60,26 @@ def _uniform(shape, hidden_size):
     return Parameter(init.uniform(shape, 1.0 / math.sqrt(hidden_size)))
 
 
-def initial_state(owner, hx, names, shape, inner_shape, dtype):
+def initial_state(owner, hx, names, shape, inner_shape, dtype, sizes=None):
     """The state tuple, (h,) or (h, c) as ``names`` says, from ``hx`` of ``shape`` (zeros for None),
-    reshaped to ``inner_shape``."""
+    reshaped to ``inner_shape``. ``sizes``: the last axis of each state, where they differ
+    (an LSTM with projections: h of proj_size, c of hidden_size)."""
     pair = len(names) == 2
+    sizes = sizes or (shape[-1],) * len(names)
+    shapes = [shape[:-1] + (size,) for size in sizes]
+    inner_shapes = [inner_shape[:-1] + (size,) for size in sizes]
     if hx is None:
-        return (tg.as_variable(np.zeros(inner_shape, dtype)),) * len(names)
+        return tuple(tg.as_variable(np.zeros(inner, dtype)) for inner in inner_shapes)
     if pair and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
         raise TypeError(f"{owner}: hx must be a pair ({', '.join(names)}), got {type(hx).__name__}")
     if not pair and isinstance(hx, (tuple, list)):
         raise TypeError(f"{owner}: hx must be one array ({names[0]}), got a {type(hx).__name__}")
     states = tuple(tg.as_variable(h) for h in hx) if pair else (tg.as_variable(hx),)
-    for name, state in zip(names, states, strict=True):
+    for name, state, expected in zip(names, states, shapes, strict=True):
         check_dtype(owner, name, state, dtype)
-        if state.shape != shape:
-            raise tg.ShapeError(f"{owner}: {name} has shape {state.shape}, expected {shape}")
-    return tuple(state.reshape(inner_shape) for state in states)
+        if state.shape != expected:
+            raise tg.ShapeError(f"{owner}: {name} has shape {state.shape}, expected {expected}")
+    return tuple(state.reshape(inner) for state, inner in zip(states, inner_shapes, strict=True))
 
 
 # ----------------------------------------------------------------------------- variants and equations
@@ -94,13 +98,17 @@ def set_variant(module, bias, peephole=False, layer_norm=False, reset_after=True
 
 def cell_parameters(module, input_size):
     """The parameters of one cell of ``module`` {name: Parameter, or None for an absent bias}, in
-    registration order: PyTorch's, then the variant's."""
+    registration order: PyTorch's, then the variant's. An LSTM layer with ``proj_size`` P has
+    h of size P: Wₕₕ (4H, P) and the projection weight_hr (P, H), as PyTorch's."""
     hidden_size = module.hidden_size
+    proj_size = getattr(module, "proj_size", 0)
     gates = _GATES[module.mode] * hidden_size
     params = {"weight_ih": _uniform((gates, input_size), hidden_size),
-              "weight_hh": _uniform((gates, hidden_size), hidden_size),
+              "weight_hh": _uniform((gates, proj_size or hidden_size), hidden_size),
               "bias_ih": _uniform((gates,), hidden_size) if module.bias else None,
               "bias_hh": _uniform((gates,), hidden_size) if module.bias else None}
+    if proj_size:
+        params["weight_hr"] = _uniform((proj_size, hidden_size), hidden_size)
     if module.forget_bias:
         params["bias_ih"].data[hidden_size:2 * hidden_size] += module.forget_bias  # gates i, f, g, o
     if module.peephole:
@@ -113,6 +121,14 @@ def cell_parameters(module, input_size):
             params["ln_weight_c"] = Parameter(np.ones(hidden_size, np.float32))
             params["ln_bias_c"] = Parameter(np.zeros(hidden_size, np.float32))
     return params
+
+
+def reset_like(module, fresh, suffix):
+    """Give ``module``'s parameters the values of the ``fresh`` ones {name: Parameter}, in their dtype."""
+    for name, param in fresh.items():
+        if param is not None:
+            own = getattr(module, name + suffix)
+            own.data = param.data.astype(own.dtype)
 
 
 def variant_repr(module):
@@ -183,11 +199,13 @@ class CellEquations:
         if module.layer_norm and self.mode == "LSTM":
             weight, bias = param("ln_weight_c"), param("ln_bias_c")
             self.cell_norm = lambda c: layer_norm(c, c.shape[-1:], weight, bias)
+        self.projection = param("weight_hr")  # an LSTM with projections: h' = (o ⊙ tanh c') W_hrᵀ
         self.hidden_n = None
         if not module.reset_after:  # the hidden side of r and z, and that of n, apart
             self.hidden_n = self.hidden_side.gates_slice(2, 3)
             self.hidden_side = self.hidden_side.gates_slice(0, 2)
-        variant = module.peephole or module.layer_norm or not module.reset_after
+        variant = (module.peephole or module.layer_norm or not module.reset_after
+                   or self.projection is not None)
         self.composed = self.mode in ("LSTM", "GRU") and (variant or composed)
         # BLAS multiplies a batch of rows by Wᵀ laid out in C order up to twice as fast as by the
         # view W.T; the copy pays for itself within a few steps, but not when sampling one row.
@@ -210,7 +228,9 @@ class CellEquations:
         if not self.composed:
             return self._fused_step(input_gates, h, state), None
         if self.mode == "LSTM":
-            return lstm_step(input_gates, self.hidden_side(h), state[1], self.peephole, self.cell_norm)
+            (h, c), gates = lstm_step(input_gates, self.hidden_side(h), state[1], self.peephole,
+                                      self.cell_norm)
+            return ((h, c) if self.projection is None else (F.linear(h, self.projection), c)), gates
         hidden_n = self.hidden_n
         if hidden_n is not None and mask is not None:
             def hidden_n(reset_h):  # r ⊙ h ⊙ mask
@@ -256,6 +276,10 @@ class _CellBase(Module):
         self.fused = bool(fused)
         for name, param in cell_parameters(self, input_size).items():
             self.register_parameter(name, param)
+
+    def reset_parameters(self):
+        """Draw every parameter again as at construction (PyTorch's U(-1/√H, 1/√H), the variants')."""
+        reset_like(self, cell_parameters(self, self.input_size), "")
 
     def forward(self, x, hx=None):
         """The next state for x of shape (batch, input_size), or (input_size,) unbatched.

@@ -40,12 +40,14 @@ from nn.cells import (
     CellEquations,
     cell_parameters,
     initial_state,
+    reset_like,
     rnn_mode,
     set_variant,
     variant_repr,
 )
 from nn.checks import check_dtype, check_probability, check_size
 from nn.module import Module
+from nn.utils.rnn import PackedSequence, run_packed
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class _RNNBase(Module):
     """
 
     def __init__(self, mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                 bidirectional, fused, variational_dropout=0.0, **variant):
+                 bidirectional, fused, variational_dropout=0.0, proj_size=0, **variant):
         super().__init__()
         owner = type(self).__name__
         check_size(owner, "input_size", input_size)
@@ -107,6 +109,7 @@ class _RNNBase(Module):
         check_probability(owner, "dropout", dropout)
         check_probability(owner, "variational_dropout", variational_dropout)
         set_variant(self, bias, **variant)
+        _check_proj_size(owner, proj_size, hidden_size, variant)
         if dropout > 0 and num_layers == 1:
             warnings.warn(f"{owner}: dropout acts between recurrent layers, so dropout={dropout} does "
                           "nothing with num_layers=1", stacklevel=3)
@@ -120,13 +123,24 @@ class _RNNBase(Module):
         self.bidirectional = bool(bidirectional)
         self.fused = bool(fused)
         self.variational_dropout = float(variational_dropout)
-        for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * self._directions
-            for reverse in self._reverse_flags:
-                suffix = self._suffix(layer, reverse)
-                for name, param in cell_parameters(self, layer_input).items():
-                    if param is not None:
-                        self.register_parameter(name + suffix, param)
+        self.proj_size = proj_size
+        for layer, suffix in self._cells():
+            for name, param in cell_parameters(self, self._layer_input(layer)).items():
+                if param is not None:
+                    self.register_parameter(name + suffix, param)
+
+    def reset_parameters(self):
+        """Draw every parameter again as at construction (PyTorch's U(-1/√H, 1/√H), the variants')."""
+        for layer, suffix in self._cells():
+            reset_like(self, cell_parameters(self, self._layer_input(layer)), suffix)
+
+    def _cells(self):
+        """(layer, parameter suffix) of every layer and direction, in PyTorch's order."""
+        return [(layer, self._suffix(layer, reverse)) for layer in range(self.num_layers)
+                for reverse in self._reverse_flags]
+
+    def _layer_input(self, layer):
+        return self.input_size if layer == 0 else (self.proj_size or self.hidden_size) * self._directions
 
     @property
     def _directions(self):
@@ -154,8 +168,16 @@ class _RNNBase(Module):
 
         ``return_all_states=True`` adds a third result, the :class:`RecurrentStates` of every
         layer, direction and step (recorded with the composed cells: slower).
+
+        x may be a :class:`~nn.utils.rnn.PackedSequence` (its lengths replace ``lengths``);
+        the output is then one too, with x's batch sizes and order, as PyTorch's.
         """
         owner = type(self).__name__
+        if isinstance(x, PackedSequence):
+            if lengths is not None or return_all_states:
+                raise ValueError(f"{owner}: a PackedSequence carries its lengths; pass neither lengths= "
+                                 "nor return_all_states=True with it")
+            return run_packed(self, x, hx)
         dtype = self.weight_ih_l0.dtype
         x = tg.as_variable(x)
         check_dtype(owner, "input", x, dtype)
@@ -173,7 +195,8 @@ class _RNNBase(Module):
         stacked = self.num_layers * self._directions
         shape = (stacked, batch, self.hidden_size) if batched else (stacked, self.hidden_size)
         names = ("h_0", "c_0") if self.mode == "LSTM" else ("h_0",)
-        states = initial_state(owner, hx, names, shape, (stacked, batch, self.hidden_size), dtype)
+        sizes = (self.proj_size or self.hidden_size, self.hidden_size)[:len(names)]
+        states = initial_state(owner, hx, names, shape, (stacked, batch, self.hidden_size), dtype, sizes)
         states = list(zip(*(F.unbind(s) for s in states), strict=True))  # one per layer and direction
         for state in states:
             for name, v in zip(names, state, strict=True):
@@ -195,7 +218,7 @@ class _RNNBase(Module):
 
         if not batched:
             output = output.reshape(steps, -1)
-            final = [s.reshape(shape) for s in final]
+            final = [s.reshape(shape[:-1] + s.shape[-1:]) for s in final]
         elif self.batch_first:
             output = output.transpose(1, 0, 2)
         final = tuple(final) if self.mode == "LSTM" else final[0]
@@ -227,7 +250,7 @@ class _RNNBase(Module):
         if not (self.training and p):
             return None, None
         return (F.dropout_mask((batch, input_size), p, dtype),
-                F.dropout_mask((batch, self.hidden_size), p, dtype))
+                F.dropout_mask((batch, self.proj_size or self.hidden_size), p, dtype))
 
     def _run(self, x, state, layer, reverse, valid, all_states):
         """One direction of one layer over the sequence x (T, B, in): a :class:`_Run`.
@@ -279,6 +302,8 @@ class _RNNBase(Module):
 
     def extra_repr(self):
         text = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            text += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             text += f", num_layers={self.num_layers}"
         if self.mode == "RNN_RELU":
@@ -295,6 +320,19 @@ class _RNNBase(Module):
         if self.variational_dropout:
             text += f", variational_dropout={self.variational_dropout}"
         return text + ("" if self.fused else ", fused=False")
+
+
+def _check_proj_size(owner, proj_size, hidden_size, variant):
+    """PyTorch's checks of an LSTM's ``proj_size``; projections do not combine with the variants."""
+    if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
+        raise ValueError(f"{owner}: proj_size should be a positive integer or zero to disable projections, "
+                         f"got {proj_size!r}")
+    if proj_size >= hidden_size:
+        raise ValueError(f"{owner}: proj_size has to be smaller than hidden_size, got proj_size={proj_size} "
+                         f"and hidden_size={hidden_size}")
+    used = [name for name in ("peephole", "layer_norm") if variant.get(name)]
+    if proj_size and used:
+        raise ValueError(f"{owner}: proj_size={proj_size} does not combine with {' and '.join(used)}=True")
 
 
 class _Run:
@@ -333,16 +371,19 @@ class LSTM(_RNNBase):
         cₜ = f ⊙ cₜ₋₁ + i ⊙ g,   hₜ = o ⊙ tanh(cₜ)
 
     ``forward(x, (h_0, c_0))`` returns ``(output, (h_n, c_n))``; see ``forward`` for shapes.
+    ``proj_size=P`` (0 < P < H): PyTorch's LSTM with projections, hₜ = (o ⊙ tanh cₜ) W_hrᵀ of
+    size P (weight_hr_l{k}, (P, H); Wₕₕ is (4H, P)), so h_0, h_n and the output have P
+    features where c has H; a step then runs the composed cell.
     ``peephole``, ``layer_norm`` and ``forget_bias``: see :mod:`nn.cells`;
     ``variational_dropout``: the module docstring.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, peephole=False, layer_norm=False, forget_bias=0.0,
-                 variational_dropout=0.0, fused=True):
+                 dropout=0.0, bidirectional=False, proj_size=0, *, peephole=False, layer_norm=False,
+                 forget_bias=0.0, variational_dropout=0.0, fused=True):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, fused, variational_dropout, peephole=peephole, layer_norm=layer_norm,
-                         forget_bias=forget_bias)
+                         bidirectional, fused, variational_dropout, proj_size, peephole=peephole,
+                         layer_norm=layer_norm, forget_bias=forget_bias)
 
 
 class GRU(_RNNBase):

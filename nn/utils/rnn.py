@@ -132,11 +132,12 @@ def check_packed(sequence, owner):
 
 
 def run_packed(layer, sequence, hx):
-    """``layer(sequence, hx)`` for a PackedSequence: the layer runs on the padded batch with
-    its lengths, and its output is packed again in the same order."""
+    """``layer.forward(sequence, hx)`` for a PackedSequence: the layer runs on the padded batch
+    with its lengths (``forward`` again, so its hooks run once), and its output is packed
+    again in the same order."""
     _, batch_sizes, sorted_indices, _ = check_packed(sequence, type(layer).__name__)
     padded, lengths = pad_packed_sequence(sequence, batch_first=layer.batch_first)
-    output, h_n = layer(padded, hx, lengths=lengths)
+    output, h_n = layer.forward(padded, hx, lengths=lengths)
     if layer.batch_first:
         output = output.transpose((1, 0) + tuple(range(2, output.ndim)))
     return _pack(output, batch_sizes, sorted_indices), h_n
