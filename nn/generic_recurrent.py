@@ -22,7 +22,7 @@ import numpy as np
 import tensorgrad as tg
 import tensorgrad.functions as F
 from nn.module import Module
-from nn.utils.rnn import PackedSequence, check_lengths, run_packed
+from nn.utils.rnn import PackedSequence, run_packed, valid_steps
 
 
 class Recurrent(Module):
@@ -87,10 +87,7 @@ class Recurrent(Module):
         elif self.batch_first:
             x = x.transpose(1, 0, 2)
         steps, batch = x.shape[:2]
-        valid = None
-        if lengths is not None:
-            lengths = check_lengths("Recurrent", lengths, steps, batch)
-            valid = None if (lengths == steps).all() else (np.arange(steps)[:, None] < lengths)[:, :, None]
+        valid = valid_steps("Recurrent", lengths, steps, batch)
         cells = list(self._modules.values())
         states = _unstack(hx, len(cells), batched)
         finals = []

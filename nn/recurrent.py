@@ -31,7 +31,6 @@ multiplies); variational dropout keeps the fused RNN and LSTM cells.
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 
 import tensorgrad as tg
 import tensorgrad.functions as F
@@ -47,7 +46,7 @@ from nn.cells import (
 )
 from nn.checks import check_dtype, check_probability, check_size
 from nn.module import Module
-from nn.utils.rnn import PackedSequence, run_packed
+from nn.utils.rnn import PackedSequence, run_packed, valid_steps
 
 
 @dataclass(frozen=True)
@@ -191,7 +190,7 @@ class _RNNBase(Module):
         elif self.batch_first:
             x = x.transpose(1, 0, 2)
         steps, batch = x.shape[:2]
-        valid = self._valid_steps(lengths, steps, batch)
+        valid = valid_steps(owner, lengths, steps, batch)
         stacked = self.num_layers * self._directions
         shape = (stacked, batch, self.hidden_size) if batched else (stacked, self.hidden_size)
         names = ("h_0", "c_0") if self.mode == "LSTM" else ("h_0",)
@@ -225,24 +224,6 @@ class _RNNBase(Module):
         if not return_all_states:
             return output, final
         return output, final, self._all_states(runs, states, batched)
-
-    def _valid_steps(self, lengths, steps, batch):
-        """None, or the mask (T, B, 1) of the steps inside each sequence of a padded batch."""
-        if lengths is None:
-            return None
-        owner = type(self).__name__
-        lengths = np.asarray(getattr(lengths, "data", lengths))
-        if lengths.ndim != 1 or (lengths.size and lengths.dtype.kind not in "iu"):
-            raise TypeError(f"{owner}: lengths must be a 1-d sequence of integers, got shape "
-                            f"{lengths.shape} and dtype {lengths.dtype}")
-        if len(lengths) != batch:
-            raise ValueError(f"{owner}: {len(lengths)} lengths for a batch of {batch} sequences")
-        if lengths.min() < 1 or lengths.max() > steps:
-            raise ValueError(f"{owner}: lengths must lie in 1..{steps} (the padded sequence length), "
-                             f"got {lengths.tolist()}")
-        if (lengths == steps).all():
-            return None
-        return (np.arange(steps)[:, None] < lengths)[:, :, None]
 
     def _variational_masks(self, batch, input_size, dtype):
         """The masks (x, h) of variational dropout for one layer and direction, or (None, None)."""

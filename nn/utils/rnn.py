@@ -153,7 +153,19 @@ def _pack(x, batch_sizes, sorted_indices):
     return PackedSequence(data, np.asarray(batch_sizes, dtype=np.int64), sorted_indices, unsorted)
 
 
+def valid_steps(owner, lengths, steps, batch):
+    """None (all sequences run the T = ``steps`` steps), or the mask (T, B, 1) of the steps
+    inside each sequence of a padded batch with these ``lengths``."""
+    if lengths is None:
+        return None
+    lengths = check_lengths(owner, lengths, steps, batch)
+    if (lengths == steps).all():
+        return None
+    return (np.arange(steps)[:, None] < lengths)[:, :, None]
+
+
 def check_lengths(owner, lengths, steps, batch):
+    """``lengths`` as an int64 array, checked: one int in 1..steps per sequence of the batch."""
     lengths = np.asarray(getattr(lengths, "data", lengths))
     if lengths.ndim != 1 or (lengths.size and lengths.dtype.kind not in "iu"):
         raise TypeError(f"{owner}: lengths must be a 1-d sequence of integers, got shape {lengths.shape} "
@@ -161,6 +173,6 @@ def check_lengths(owner, lengths, steps, batch):
     if len(lengths) != batch:
         raise ValueError(f"{owner}: {len(lengths)} lengths for a batch of {batch} sequences")
     if lengths.min() < 1 or lengths.max() > steps:
-        raise ValueError(f"{owner}: lengths must lie in 1..{steps} (the padded length), got "
+        raise ValueError(f"{owner}: lengths must lie in 1..{steps} (the padded sequence length), got "
                          f"{lengths.tolist()}")
     return lengths.astype(np.int64)

@@ -12,6 +12,7 @@ import nn
 import tensorgrad as tg
 
 safetensors = pytest.importorskip("safetensors")
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 
 EXAMPLE = pathlib.Path(__file__).parents[2] / "examples" / "continue_in_pytorch.py"
 
@@ -29,6 +30,7 @@ LAYERS = [  # (ours, PyTorch's class name, keyword arguments both take)
     ("RNN", dict(bidirectional=True)),
     ("LSTM", dict(num_layers=2, bidirectional=True)),
     ("LSTM", dict(bias=False)),
+    ("LSTM", dict(num_layers=2, proj_size=2, bidirectional=True)),
     ("GRU", dict(num_layers=2, batch_first=True)),
     ("GRU", dict(bidirectional=True)),
 ]
