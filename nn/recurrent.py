@@ -31,7 +31,6 @@ multiplies); variational dropout keeps the fused RNN and LSTM cells.
 import warnings
 from dataclasses import dataclass
 
-
 import tensorgrad as tg
 import tensorgrad.functions as F
 from nn.cells import (
