@@ -1,5 +1,7 @@
 """The Variable: an ndarray with a gradient and a link to the Function that created it."""
 
+import math
+
 import numpy as np
 
 _NUMERIC_KINDS = "biuf"
@@ -253,7 +255,8 @@ class Variable:
         if start > end:
             raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
                              f"for shape {self.shape}")
-        return F.reshape(self, self.shape[:start] + (-1,) + self.shape[end + 1:])
+        merged = math.prod(self.shape[start:end + 1])
+        return F.reshape(self, self.shape[:start] + (merged,) + self.shape[end + 1:])
 
     def ravel(self):
         """All elements in one axis (NumPy's ``ravel``)."""
