@@ -309,7 +309,7 @@ class _CellBase(Module):
         if not self.bias:
             text += ", bias=False"
         if self.mode == "RNN_RELU":
-            text += ", nonlinearity='relu'"
+            text += ", nonlinearity=relu"  # as PyTorch prints it
         return text + variant_repr(self) + ("" if self.fused else ", fused=False")
 
 

@@ -26,7 +26,9 @@ def test_repr_is_pytorchs(torch):
                  (nn.Embedding(10, 3), torch.nn.Embedding(10, 3)),
                  (nn.LSTM(3, 4, 2, bias=False, batch_first=True, dropout=0.5, bidirectional=True),
                   torch.nn.LSTM(3, 4, 2, bias=False, batch_first=True, dropout=0.5, bidirectional=True)),
-                 (nn.GRU(3, 4), torch.nn.GRU(3, 4)), (nn.LSTMCell(3, 4), torch.nn.LSTMCell(3, 4))]:
+                 (nn.GRU(3, 4), torch.nn.GRU(3, 4)), (nn.LSTMCell(3, 4), torch.nn.LSTMCell(3, 4)),
+                 (nn.RNNCell(3, 4, nonlinearity="relu"), torch.nn.RNNCell(3, 4, nonlinearity="relu")),
+                 (nn.LSTM(3, 4, proj_size=2), torch.nn.LSTM(3, 4, proj_size=2))]:
         assert repr(a) == repr(b)
 
 
