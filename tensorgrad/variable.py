@@ -377,6 +377,8 @@ def _axes(axis, ndim, op, keep_order=False):
 
 def _compare(ufunc, symbol, x, other):
     """``x <symbol> other`` elementwise, as a boolean Variable without gradient."""
+    if other is None:  # e.g. list.count(None) over gradients: at once, no exception raised
+        return NotImplemented
     if isinstance(other, Variable):
         other = other.data
     else:
