@@ -1,10 +1,11 @@
 """nn: networks built from tensorgrad Functions, with PyTorch's names, shapes and semantics."""
 
-from nn import data, diagnostics, generate, optim, tasks
+from nn import data, diagnostics, generate, optim, tasks, utils
 from nn.cells import GRUCell, LSTMCell, RNNCell
 from nn.charlm import CharRNN, sample_text
 from nn.checkpoint import load, save
 from nn.clip import clip_grad_norm, clip_grad_value
+from nn.generic_recurrent import Recurrent
 from nn.layers import Dropout, Embedding, LayerNorm, Linear, Sequential
 from nn.losses import MSELoss, SoftmaxCrossEntropy, mse_loss, softmax_cross_entropy
 from nn.module import Module, Parameter
@@ -17,5 +18,5 @@ __all__ = [
     "softmax_cross_entropy", "mse_loss", "SoftmaxCrossEntropy", "MSELoss", "clip_grad_norm",
     "clip_grad_value", "save", "load", "optim", "data", "diagnostics", "generate", "tasks",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "CharRNN", "sample_text", "set_num_threads",
-    "TBPTT",
+    "TBPTT", "Recurrent", "utils",
 ]

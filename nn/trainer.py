@@ -9,6 +9,7 @@ gradients stop at the window edge.
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -24,6 +25,7 @@ from nn.losses import softmax_cross_entropy
 from nn.optim import Adam
 
 LOG2E = 1 / math.log(2)  # nats → bits
+PROGRESS_LINE_EVERY = 50  # steps between progress lines when the output is not a terminal
 
 
 @dataclass
@@ -196,9 +198,13 @@ class Trainer:
                  f"{sum(p.size for p in self.model.parameters()):,} parameters) on {self.source}: "
                  f"{len(self.vocab)} distinct characters, {len(self.train_batches)} windows of "
                  f"{config.batch}×{config.seq_len} per pass")
-        bar = tqdm(total=config.steps, initial=self.step, disable=not self.progress,
+        # On a terminal, a bar redrawn in place; in a log file or CI, where every redraw would
+        # stay as a line of carriage returns, one plain line every PROGRESS_LINE_EVERY steps.
+        terminal = self.progress and sys.stderr.isatty()
+        lines = self.progress and not terminal
+        bar = tqdm(total=config.steps, initial=self.step, disable=not terminal, file=sys.stderr,
                    unit="step", dynamic_ncols=True)
-        write = bar.write if self.progress else self.log
+        write = bar.write if terminal else self.log
         speed = None
         try:
             while self.step < config.steps:
@@ -208,6 +214,9 @@ class Trainer:
                 speed = current if speed is None else 0.9 * speed + 0.1 * current  # a steady reading
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", bpc=f"{loss * LOG2E:.3f}", chars_s=f"{speed:,.0f}")
+                if lines and (self.step % PROGRESS_LINE_EVERY == 0 or self.step == config.steps):
+                    self.log(f"step {self.step}/{config.steps}: loss {loss:.3f} nats ({loss * LOG2E:.3f} "
+                             f"bpc), {speed:,.0f} characters/s")
                 if self.step % config.sample_every == 0 or self.step == 1:
                     val = evaluate(self.model, self.val_batches, max_windows=8)
                     self.validation.append((self.step, val))
