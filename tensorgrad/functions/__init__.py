@@ -20,6 +20,7 @@ from tensorgrad.functions.arithmetic import (
     pow,
     sub,
 )
+from tensorgrad.functions.attention import Erf, erf, gelu, scaled_dot_product_attention
 from tensorgrad.functions.cells import (
     FusedGRUCell,
     FusedLSTMCell,
@@ -97,4 +98,5 @@ __all__ = [
     "Sum", "Mean", "Max", "LogSumExp", "Softmax", "LogSoftmax",
     "Reshape", "Transpose", "BroadcastTo", "SumTo", "GetItem", "GetItemGrad", "Concat",
     "Stack", "Split", "Unbind", "Embedding", "EmbeddingGrad", "FusedRNNCell", "FusedLSTMCell", "FusedGRUCell",
+    "erf", "gelu", "scaled_dot_product_attention", "Erf",
 ]
