@@ -1,6 +1,7 @@
 """nn: networks built from tensorgrad Functions, with PyTorch's names, shapes and semantics."""
 
 from nn import data, diagnostics, generate, optim, tasks
+from nn.attention import MultiheadAttention
 from nn.cells import GRUCell, LSTMCell, RNNCell
 from nn.charlm import CharRNN, sample_text
 from nn.checkpoint import load, save
@@ -11,6 +12,7 @@ from nn.module import Module, Parameter
 from nn.recurrent import GRU, LSTM, RNN
 from nn.tbptt import TBPTT
 from nn.threads import set_num_threads
+from nn.transformer import TransformerEncoder, TransformerEncoderLayer
 
 __all__ = [
     "Module", "Parameter", "Linear", "Embedding", "Dropout", "LayerNorm", "Sequential",
@@ -18,4 +20,5 @@ __all__ = [
     "clip_grad_value", "save", "load", "optim", "data", "diagnostics", "generate", "tasks",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "CharRNN", "sample_text", "set_num_threads",
     "TBPTT",
+    "MultiheadAttention", "TransformerEncoderLayer", "TransformerEncoder",
 ]
