@@ -70,14 +70,11 @@ class MultiheadAttention(Module):
         blocked, added = self._masks(attn_mask, key_padding_mask, B, L, S, query.dtype, unbatched)
 
         H, d = self.num_heads, self.head_dim
-        with tg.scope("in_proj"):
-            q, k, v = self._project(query, key, value)
-            # (length, B, E) → (B, H, length, d): one batch of B·H heads for the matmuls.
-            q, k, v = (a.reshape(a.shape[0], B, H, d).transpose(1, 2, 0, 3) for a in (q, k, v))
-        with tg.scope("heads"):
-            heads, weights = attention(q, k, v, blocked, added, self.dropout if self.training else 0.0)
-        with tg.scope("out_proj"):
-            output = self.out_proj(heads.transpose(2, 0, 1, 3).reshape(L, B, E))
+        q, k, v = self._project(query, key, value)
+        # (length, B, E) → (B, H, length, d): one batch of B·H heads for the matmuls.
+        q, k, v = (a.reshape(a.shape[0], B, H, d).transpose(1, 2, 0, 3) for a in (q, k, v))
+        heads, weights = attention(q, k, v, blocked, added, self.dropout if self.training else 0.0)
+        output = self.out_proj(heads.transpose(2, 0, 1, 3).reshape(L, B, E))
         if unbatched:
             output = output.reshape(L, E)
         elif self.batch_first:
