@@ -141,3 +141,50 @@ class MultiheadAttention(Module):
     def extra_repr(self):
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}, "
                 f"batch_first={self.batch_first}")
+
+
+class BahdanauAttention(Module):
+    """Additive attention (Bahdanau, Cho & Bengio, 2015) of a decoder state over encoder outputs:
+
+        e_j = vᵀ tanh(W s + U h_j + b)     for each encoder output h_j, j = 1..S
+        α = softmax(e)                     the alignment, over the source positions
+        c = Σ_j α_j h_j                    the context vector
+
+    s (B, query_size) is the decoder's state, h (S, B, key_size) the encoder's outputs.
+    ``W`` is ``query_proj`` (no bias), ``U`` and b ``key_proj``, v ``score`` (no bias), all
+    initialised as Linear layers. U h does not depend on the decoder step: compute it once per
+    source with :meth:`project_keys` and pass it to every step. ``key_padding_mask`` (B, S) is
+    True at padding, which gets no weight.
+    """
+
+    def __init__(self, query_size, key_size, attention_size):
+        super().__init__()
+        self.query_proj = Linear(query_size, attention_size, bias=False)
+        self.key_proj = Linear(key_size, attention_size)
+        self.score = Linear(attention_size, 1, bias=False)
+
+    def project_keys(self, keys):
+        """U h + b for encoder outputs ``keys`` (S, B, key_size): (S, B, attention_size)."""
+        return self.key_proj(keys)
+
+    def forward(self, query, keys, projected_keys=None, key_padding_mask=None):
+        """(context (B, key_size), weights (B, S)) for query (B, query_size) and keys (S, B, key_size)."""
+        query, keys = as_variable(query), as_variable(keys)
+        if query.ndim != 2 or keys.ndim != 3 or query.shape[0] != keys.shape[1]:
+            raise ShapeError(f"BahdanauAttention: query must be (B, query_size) and keys (S, B, key_size), "
+                             f"got {query.shape} and {keys.shape}")
+        projected = self.project_keys(keys) if projected_keys is None else projected_keys
+        energies = self.score(F.tanh(projected + self.query_proj(query))).reshape(keys.shape[:2])  # (S, B)
+        energies = energies.T  # (B, S)
+        if key_padding_mask is not None:
+            mask = np.asarray(getattr(key_padding_mask, "data", key_padding_mask))
+            if mask.shape != energies.shape or mask.dtype != bool:
+                raise ShapeError(f"BahdanauAttention: key_padding_mask must be boolean of shape (B, S) = "
+                                 f"{energies.shape}, got {mask.dtype} {mask.shape}")
+            if mask.all(axis=1).any():
+                raise ValueError("BahdanauAttention: key_padding_mask hides every position of sequence "
+                                 f"{int(np.flatnonzero(mask.all(axis=1))[0])}")
+            energies = F.where(mask, np.asarray(-np.inf, dtype=energies.dtype), energies)
+        weights = F.softmax(energies, axis=-1)
+        context = (weights.T.reshape(keys.shape[0], keys.shape[1], 1) * keys).sum(axis=0)
+        return context, weights
