@@ -116,3 +116,6 @@ class _Layers(Module):
 
     def __len__(self):
         return len(self._modules)
+
+    def __getitem__(self, index):
+        return list(self._modules.values())[index]

@@ -156,10 +156,12 @@ for L in beam_lengths:
     print(f"length {L}: greedy {greedy:.2f}   beam (k = 4) {beam:.2f}")
 print(f"({time.perf_counter() - start:.1f} s)")
 assert sum(b for _, _, b in rows) >= sum(g for _, g, _ in rows)  # the beam finds at least as many"""),
-    md(r"""A beam of 4 recovers some of the strings greedy decoding gets wrong, but it cannot give
-back what the thought vector never held: attention changes the picture, search only
-polishes it. (With $k = 1$ beam search is greedy decoding; a test in
-`tests/nn/test_seq2seq.py` checks it, and that a wide enough beam is exact search.)"""),
+    md(r"""A beam of 4 changes little: a few more strings right at 10 to 12 symbols, now and then
+one fewer (the most probable output under the model is not always the right one, and a
+wider search finds the model's mistakes as well as its answers). Search cannot give back
+what the thought vector never held: attention changes the picture, search only polishes
+it. (With $k = 1$ beam search is greedy decoding; `tests/nn/test_seq2seq.py` checks that,
+and that a wide enough beam is exact search.)"""),
 ]
 
 notebook = nbformat.v4.new_notebook(cells=cells, metadata={

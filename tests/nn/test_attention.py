@@ -243,7 +243,7 @@ def test_state_dict_round_trip_with_torch(torch, rng):
 def test_encoder_layers_start_as_copies_and_are_separate():
     tg.manual_seed(0)
     encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(E, H, dim_feedforward=16), 3)
-    first, second = list(encoder.layers)[:2]
+    first, second = encoder.layers[0], encoder.layers[1]
     np.testing.assert_array_equal(first.linear1.weight.data, second.linear1.weight.data)
     assert first.linear1.weight is not second.linear1.weight
     assert len(list(encoder.parameters())) == 3 * 12
