@@ -126,7 +126,7 @@ class MultiheadAttention(Module):
                 raise ShapeError(f"{op}: key_padding_mask must have shape {expected} (batch, key length), "
                                  f"got {kpm.shape}")
             pad_blocked, pad_added = split_mask(op, kpm.reshape(B, 1, 1, S), L, S, dtype,
-                                                allowed_when_true=False)
+                                                allowed_when_true=False, name="key_padding_mask")
             blocked = pad_blocked if blocked is None else blocked | pad_blocked
             added = pad_added if added is None else added if pad_added is None else added + pad_added
         if blocked is not None:

@@ -3,6 +3,7 @@
 import numpy as np
 
 import tensorgrad as tg
+import tensorgrad.functions as F
 from nn.layers import Embedding, LayerNorm, Linear
 from nn.module import Module
 from nn.positional import (
@@ -27,7 +28,8 @@ class CharTransformer(Module):
     keeps :class:`nn.CharRNN`'s signature for sampling: ``state`` is the last characters
     seen (at most ``context - 1`` of them), which only matter when fewer than ``context``
     new characters arrive, as when sampling one character at a time; for a full window they
-    fall out of the context, so training is window by window.
+    fall out of the context, so training is window by window. Longer inputs are read window
+    by window too.
     """
 
     def __init__(self, vocab_size, d_model=128, num_layers=1, nhead=4, context=64, positions="learned",
@@ -47,9 +49,14 @@ class CharTransformer(Module):
     def forward(self, ids, state=None):
         """Logits (T, B, V) for integer ``ids`` (T, B), and the characters to carry for sampling."""
         ids = np.asarray(getattr(ids, "data", ids))
-        if ids.ndim != 2 or len(ids) > self.context:
-            raise ShapeError(f"CharTransformer: ids must be (T, B) with T <= context={self.context}, "
-                             f"got shape {ids.shape}")
+        if ids.ndim != 2:
+            raise ShapeError(f"CharTransformer: ids must be (T, B), got shape {ids.shape}")
+        if len(ids) > self.context:  # e.g. a long prime: window by window, as in training
+            pieces = []
+            for start in range(0, len(ids), self.context):
+                logits, state = self(ids[start:start + self.context], state)
+                pieces.append(logits)
+            return F.concat(pieces), state
         new = len(ids)
         if state is not None:
             ids = np.concatenate([state.data, ids])[-self.context:]

@@ -97,5 +97,10 @@ def test_future_characters_do_not_change_the_past():
     changed[5:] = (changed[5:] + 1) % 5
     np.testing.assert_allclose(model(ids)[0].data[:5], model(changed)[0].data[:5], rtol=1e-6)
     assert not np.allclose(model(ids)[0].data[5:], model(changed)[0].data[5:])
-    with pytest.raises(tg.ShapeError, match=r"T <= context=8, got shape \(9, 1\)"):
-        model(np.zeros((9, 1), dtype=np.int64))
+    # A longer input is read window by window: its 9th position sees the 7 before it.
+    longer = np.concatenate([ids, [[2]]])
+    logits, _ = model(longer)
+    np.testing.assert_allclose(logits.data[:8], model(ids)[0].data, rtol=1e-6)
+    np.testing.assert_allclose(logits.data[8], model(longer[1:])[0].data[-1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(tg.ShapeError, match=r"ids must be \(T, B\), got shape \(9,\)"):
+        model(np.zeros(9, dtype=np.int64))

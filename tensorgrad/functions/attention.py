@@ -119,25 +119,25 @@ def attention(query, key, value, blocked=None, added=None, dropout_p=0.0, scale=
     return matmul(weights, value), weights
 
 
-def split_mask(op, mask, L, S, dtype, *, allowed_when_true):
+def split_mask(op, mask, L, S, dtype, *, allowed_when_true, name="attn_mask"):
     """A user's attention mask as (blocked, added) for :func:`attention`, checked.
 
     A boolean mask means "allowed" where True if ``allowed_when_true`` (the functional
     convention) else "blocked" where True (the modules' convention). A floating mask is
     added to the scores: its -inf entries become ``blocked``, the rest ``added`` (cast to
     ``dtype``, so that a float64 mask never promotes float32 scores). The mask's last two
-    axes must be (L, S) or broadcast to it.
+    axes must be (L, S) or broadcast to it; ``name`` names it in errors.
     """
     if mask is None:
         return None, None
     mask = mask.data if isinstance(mask, Variable) else np.asarray(mask)
     if mask.ndim < 2 or not all(m in (1, n) for m, n in zip(mask.shape[-2:], (L, S))):
-        raise ShapeError(f"{op}: attn_mask of shape {mask.shape} does not broadcast to "
+        raise ShapeError(f"{op}: {name} of shape {mask.shape} does not broadcast to "
                          f"(..., L={L}, S={S})")
     if mask.dtype == bool:
         return (~mask if allowed_when_true else mask), None
     if mask.dtype.kind != "f":
-        raise TypeError(f"{op}: attn_mask must be boolean or floating-point, got dtype {mask.dtype}")
+        raise TypeError(f"{op}: {name} must be boolean or floating-point, got dtype {mask.dtype}")
     blocked = np.isneginf(mask)
     return blocked, np.where(blocked, 0, mask).astype(dtype)
 

@@ -157,6 +157,8 @@ def test_multihead_attention_bad_input(rng):
         mha(x, x, x, attn_mask=np.zeros((3, L, L), dtype=bool))
     with pytest.raises(TypeError, match="boolean or floating-point, got dtype int64"):
         mha(x, x, x, attn_mask=np.zeros((L, L), dtype=np.int64))
+    with pytest.raises(TypeError, match="key_padding_mask must be boolean or floating-point, got dtype int"):
+        mha(x, x, x, key_padding_mask=np.zeros((B, L), dtype=np.int64))
     with pytest.raises(tg.ShapeError, match="one batch size"):
         mha(x, x[:, :2], x[:, :2])
     hidden = np.zeros((B, L), dtype=bool)
