@@ -1,13 +1,7 @@
 """Build and execute notebooks/09_attention_seq2seq.ipynb (run from the repository root)."""
 # ruff: noqa: E501 - the notebook's equations and code cells keep their own line lengths
 
-import pathlib
-import sys
-
-import nbformat
-from nbclient import NotebookClient
-
-md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+from notebook_builder import build, code, md
 
 cells = [
     md(r"""# 9. Attention: the encoder–decoder that looks back
@@ -164,10 +158,4 @@ it. (With $k = 1$ beam search is greedy decoding; `tests/nn/test_seq2seq.py` che
 and that a wide enough beam is exact search.)"""),
 ]
 
-notebook = nbformat.v4.new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}})
-path = pathlib.Path("notebooks/09_attention_seq2seq.ipynb")
-NotebookClient(notebook, timeout=600, kernel_name="python3",
-               resources={"metadata": {"path": str(pathlib.Path.cwd())}}).execute()
-nbformat.write(notebook, path)
-print("wrote", path, file=sys.stderr)
+build(cells, "notebooks/09_attention_seq2seq.ipynb")

@@ -1,13 +1,7 @@
 """Build and execute notebooks/10_transformer_vs_lstm.ipynb (run from the repository root)."""
 # ruff: noqa: E501 - the notebook's equations and code cells keep their own line lengths
 
-import pathlib
-import sys
-
-import nbformat
-from nbclient import NotebookClient
-
-md, code = nbformat.v4.new_markdown_cell, nbformat.v4.new_code_cell
+from notebook_builder import build, code, md
 
 cells = [
     md(r"""# 10. Is the LSTM dead? The Transformer, measured
@@ -207,10 +201,4 @@ sequence, and a direct path of length one from any position to any earlier one i
 the LSTM's $T$ steps of gradient flow."""),
 ]
 
-notebook = nbformat.v4.new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}})
-path = pathlib.Path("notebooks/10_transformer_vs_lstm.ipynb")
-NotebookClient(notebook, timeout=600, kernel_name="python3",
-               resources={"metadata": {"path": str(pathlib.Path.cwd())}}).execute()
-nbformat.write(notebook, path)
-print("wrote", path, file=sys.stderr)
+build(cells, "notebooks/10_transformer_vs_lstm.ipynb")
