@@ -14,7 +14,8 @@ def unrolled_graph(model="lstm", steps=3, *, input_size=3, hidden_size=4, batch=
     """The Graphviz drawing of loss = mean(output²) for a one-layer ``model`` over ``steps``.
 
     Backward has run with ``retain_grad=True``, so every node shows its gradient norm; each
-    time step is a cluster (or one node, with ``collapse``).
+    time step is a cluster (or one node, with ``collapse``). ``model="transformer"`` draws
+    :func:`transformer_graph` instead.
     """
     if model == "transformer":
         return transformer_graph(steps, collapse=collapse, seed=seed)

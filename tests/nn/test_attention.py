@@ -256,3 +256,8 @@ def test_encoder_layer_bad_input():
         nn.TransformerEncoderLayer(E, H, activation="tanh")
     with pytest.raises(ValueError, match="num_layers must be at least 1"):
         nn.TransformerEncoder(nn.TransformerEncoderLayer(E, H), 0)
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(E, H, dim_feedforward=16), 2)
+    hidden = np.zeros((B, L), dtype=bool)
+    hidden[1] = True
+    with pytest.raises(ValueError, match="query 0 of sequence 1 no key to attend to"):
+        encoder(np.zeros((L, B, E), np.float32), src_key_padding_mask=hidden)

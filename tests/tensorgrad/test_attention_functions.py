@@ -74,6 +74,14 @@ def test_sdpa_dropout_drops_weights_and_keeps_the_expectation(rng):
     np.testing.assert_allclose(F.scaled_dot_product_attention(q, k, v).data, 1.0)
 
 
+def test_sdpa_dropout_gradcheck(rng):
+    def fn(q, k, v):  # the same dropout mask at every evaluation
+        tg.manual_seed(0)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=MASKS["bool"](rng), dropout_p=0.3)
+
+    assert tg.gradcheck(fn, *qkv(rng))
+
+
 def test_sdpa_bad_input(rng):
     q, k, v = qkv(rng)
     with pytest.raises(tg.ShapeError, match=r"\(2, 3, 5\).*\(2, 4, 4\)"):
