@@ -49,14 +49,16 @@ class CharTransformer(Module):
     def forward(self, ids, state=None):
         """Logits (T, B, V) for integer ``ids`` (T, B), and the characters to carry for sampling."""
         ids = np.asarray(getattr(ids, "data", ids))
-        if ids.ndim != 2:
-            raise ShapeError(f"CharTransformer: ids must be (T, B), got shape {ids.shape}")
-        if len(ids) > self.context:  # e.g. a long prime: window by window, as in training
-            pieces = []
-            for start in range(0, len(ids), self.context):
-                logits, state = self(ids[start:start + self.context], state)
-                pieces.append(logits)
-            return F.concat(pieces), state
+        if ids.ndim != 2 or len(ids) == 0:
+            raise ShapeError(f"CharTransformer: ids must be (T, B) with T >= 1, got shape {ids.shape}")
+        pieces = []
+        for start in range(0, len(ids), self.context):  # more than one window (a long prime): in turn
+            logits, state = self._window(ids[start:start + self.context], state)
+            pieces.append(logits)
+        return (pieces[0] if len(pieces) == 1 else F.concat(pieces)), state
+
+    def _window(self, ids, state):
+        """The logits of at most ``context`` new ``ids`` after the carried ones, and what to carry."""
         new = len(ids)
         if state is not None:
             ids = np.concatenate([state.data, ids])[-self.context:]

@@ -41,5 +41,7 @@ def test_future_characters_do_not_change_the_past():
     logits, _ = model(longer)
     np.testing.assert_allclose(logits.data[:8], model(ids)[0].data, rtol=1e-6)
     np.testing.assert_allclose(logits.data[8], model(longer[1:])[0].data[-1], rtol=1e-5, atol=1e-6)
-    with pytest.raises(tg.ShapeError, match=r"ids must be \(T, B\), got shape \(9,\)"):
+    with pytest.raises(tg.ShapeError, match=r"ids must be \(T, B\) with T >= 1, got shape \(9,\)"):
         model(np.zeros(9, dtype=np.int64))
+    with pytest.raises(tg.ShapeError, match=r"got shape \(0, 1\)"):
+        model(np.zeros((0, 1), dtype=np.int64))
