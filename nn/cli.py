@@ -18,7 +18,7 @@ import numpy as np
 from nn.threads import set_num_threads
 from nn.trainer import TrainConfig
 
-MODELS = ("lstm", "gru", "rnn")
+MODELS = ("lstm", "gru", "rnn", "transformer")
 
 
 class CommandError(Exception):
@@ -53,9 +53,11 @@ def build_parser():
                                             "BPTT; with no options, a small LSTM on a built-in corpus.")
     train.add_argument("--text", metavar="FILE", help="UTF-8 text to train on (default: the source "
                        "of Python's standard library, read from this machine)")
-    train.add_argument("--model", choices=MODELS, help=f"recurrent layer (default {defaults.model})")
+    train.add_argument("--model", choices=MODELS, help=f"recurrent layer, or a causal transformer over each "
+                       f"window with no state carried between windows (default {defaults.model})")
     for name, kind, help_text in [
         ("hidden", int, "hidden units per layer"), ("layers", int, "recurrent layers"),
+        ("heads", int, "attention heads (transformer)"),
         ("seq_len", int, "characters per window of truncated BPTT"), ("batch", int, "parallel rows"),
         ("steps", int, "optimizer steps in total"), ("lr", float, "Adam learning rate"),
         ("clip", float, "maximum global gradient norm"), ("seed", int, "random seed"),
@@ -64,6 +66,8 @@ def build_parser():
     ]:
         train.add_argument(f"--{name.replace('_', '-')}", type=kind, metavar="N" if kind is int else "X",
                            help=f"{help_text} (default {getattr(defaults, name)})")
+    train.add_argument("--positions", choices=("learned", "sinusoidal"),
+                       help=f"position encoding of the transformer (default {defaults.positions})")
     train.add_argument("--out", metavar="DIR", help=f"output directory (default {defaults.out})")
     train.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -129,9 +133,10 @@ def run_train(args):
 
 
 def run_sample(args):
-    from nn.charlm import CharRNN, sample_text
+    from nn.charlm import sample_text
     from nn.checkpoint import load
     from nn.data import CharVocab
+    from nn.trainer import build_model
 
     if not args.temperature > 0:
         raise CommandError(f"--temperature must be > 0, got {args.temperature}")
@@ -146,7 +151,7 @@ def run_sample(args):
     with expected(ValueError, TypeError, RuntimeError):  # a config or weights of another model
         config = TrainConfig.from_dict(saved["config"])
         vocab = CharVocab.from_chars(str(saved["vocab"]))
-        model = CharRNN(len(vocab), config.hidden, config.layers, config.model)
+        model = build_model(len(vocab), config)
         model.load_state_dict(saved["model"])
     unknown = sorted({c for c in args.prime if c not in vocab.chars})
     if unknown:

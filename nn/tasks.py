@@ -11,6 +11,7 @@ adding_problem         (T, B, 2) value and marker      (B, 1) sum of the two mar
 word_detection         (T, B) character ids            (T, B) 1 where the word ends, else 0
 sentiment_phrases      (T, B) word ids, (B,) lengths   (B,) 1 positive, 0 negative
 reverse_digits         (L, B) digits                   (L, B) the digits reversed
+reverse_strings        (S, B) symbol ids, (B,) lengths (S + 1, B) BOS + reversal, reversal + EOS
 noisy_sine             (T, B, 1) noisy samples         (T, B, 1) the clean next sample
 next_token             (T, B) token ids                (T - offset, B) the token ``offset`` ahead
 =====================  ==============================  ===================================
@@ -22,7 +23,7 @@ import numpy as np
 
 __all__ = [
     "adding_problem", "word_detection", "sentiment_phrases", "SENTIMENT_VOCAB", "reverse_digits",
-    "noisy_sine", "next_token",
+    "noisy_sine", "next_token", "reverse_strings", "PAD", "BOS", "EOS",
 ]
 
 
@@ -145,6 +146,41 @@ def reverse_digits(rng, batch_size, length, num_digits=10):
         _check_size("reverse_digits", name, value)
     source = rng.integers(0, num_digits, (length, batch_size), dtype=np.int64)
     return source, source[::-1].copy()
+
+
+PAD, BOS, EOS = 0, 1, 2  # the special tokens of reverse_strings; symbols are 3, 4, ...
+
+
+def reverse_strings(rng, batch_size, min_length, max_length, num_symbols=8):
+    """Strings of varying length and their reversals, for encoder–decoder models.
+
+    Each string has a length drawn uniformly from [min_length, max_length] and symbols drawn
+    uniformly from ``num_symbols`` ids 3 .. num_symbols + 2 (0 is PAD, 1 is BOS, 2 is EOS, so
+    the vocabulary has num_symbols + 3 tokens). Returns
+
+    - source, int64 (S, B): the strings, padded with PAD to S = the longest length drawn;
+    - lengths, int64 (B,);
+    - decoder_inputs, int64 (S + 1, B): BOS then the reversal (the decoder's previous tokens);
+    - targets, int64 (S + 1, B): the reversal then EOS, padded with PAD (a loss ignores it).
+    """
+    rng = np.random.default_rng(rng)
+    for name, value in (("batch_size", batch_size), ("min_length", min_length), ("num_symbols", num_symbols)):
+        _check_size("reverse_strings", name, value)
+    if max_length < min_length:
+        raise ValueError(f"reverse_strings: max_length={max_length} is below min_length={min_length}")
+    lengths = rng.integers(min_length, max_length + 1, batch_size).astype(np.int64)
+    S = int(lengths.max())
+    source = np.full((S, batch_size), PAD, dtype=np.int64)
+    decoder_inputs = np.full((S + 1, batch_size), PAD, dtype=np.int64)
+    targets = np.full((S + 1, batch_size), PAD, dtype=np.int64)
+    decoder_inputs[0] = BOS
+    for b, n in enumerate(lengths):
+        string = rng.integers(3, num_symbols + 3, n)
+        source[:n, b] = string
+        decoder_inputs[1:n + 1, b] = string[::-1]
+        targets[:n, b] = string[::-1]
+        targets[n, b] = EOS
+    return source, lengths, decoder_inputs, targets
 
 
 def noisy_sine(rng, batch_size, seq_len, noise=0.1, frequency=(0.1, 0.3)):

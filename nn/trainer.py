@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 import tensorgrad as tg
+from nn.char_transformer import CharTransformer
 from nn.charlm import CharRNN, sample_text
 from nn.checkpoint import load, save
 from nn.clip import clip_grad_norm
@@ -36,6 +37,8 @@ class TrainConfig:
     model: str = "lstm"
     hidden: int = 128
     layers: int = 1
+    heads: int = 4  # transformer only
+    positions: str = "learned"  # transformer only: "learned" or "sinusoidal"
     seq_len: int = 64
     batch: int = 32
     steps: int = 2000
@@ -47,7 +50,8 @@ class TrainConfig:
     checkpoint_every: int = 100
 
     def validate(self):
-        positive = ("hidden", "layers", "seq_len", "batch", "steps", "sample_every", "checkpoint_every")
+        positive = ("hidden", "layers", "heads", "seq_len", "batch", "steps", "sample_every",
+                    "checkpoint_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -55,11 +59,22 @@ class TrainConfig:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if not self.clip > 0:
             raise ValueError(f"--clip must be > 0, got {self.clip}")
+        if self.model == "transformer" and self.hidden % self.heads:
+            raise ValueError(f"--hidden {self.hidden} must be a multiple of --heads {self.heads}")
 
     @classmethod
     def from_dict(cls, values):
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def build_model(vocab_size, config):
+    """The character model ``config`` describes: a :class:`CharRNN`, or with ``model="transformer"``
+    a :class:`CharTransformer` attending over windows of ``seq_len`` characters (no carried state)."""
+    if config.model == "transformer":
+        return CharTransformer(vocab_size, config.hidden, config.layers, config.heads, context=config.seq_len,
+                               positions=config.positions)
+    return CharRNN(vocab_size, config.hidden, config.layers, config.model)
 
 
 def checkpoint_path(out):
@@ -122,7 +137,7 @@ class Trainer:
                                                                            // (config.seq_len + 1))),
                                          config.seq_len)
         tg.manual_seed(config.seed)
-        self.model = CharRNN(len(self.vocab), config.hidden, config.layers, config.model)
+        self.model = build_model(len(self.vocab), config)
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
 
     def _restore(self, config):

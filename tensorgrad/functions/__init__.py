@@ -22,6 +22,7 @@ from tensorgrad.functions.arithmetic import (
     remainder,
     sub,
 )
+from tensorgrad.functions.attention import Erf, erf, gelu, scaled_dot_product_attention
 from tensorgrad.functions.cells import (
     FusedGRUCell,
     FusedLSTMCell,
@@ -101,4 +102,5 @@ __all__ = [
     "Sum", "Mean", "Max", "LogSumExp", "Softmax", "LogSoftmax",
     "Reshape", "Transpose", "BroadcastTo", "SumTo", "GetItem", "GetItemGrad", "Concat",
     "Stack", "Split", "Unbind", "Embedding", "EmbeddingGrad", "FusedRNNCell", "FusedLSTMCell", "FusedGRUCell",
+    "erf", "gelu", "scaled_dot_product_attention", "Erf",
 ]
