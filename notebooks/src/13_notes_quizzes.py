@@ -117,6 +117,22 @@ print("largest difference, nn.RNN vs the notes' equation:", np.abs(states.data[:
 assert np.allclose(states.data[:, 0], by_hand, rtol=0, atol=1e-14)
 
 # %% [markdown]
+# The notes' loss of a sequence (`004_…`) is the sum of the steps' losses,
+# $\mathcal L(\theta) = \sum_{t=1}^T \mathcal L_t(\theta)$ with $\mathcal L_t(\theta) = -\log y_{tc}$,
+# $y_{tc}$ the predicted probability of the true class $c$ at step $t$. With the output layer
+# $y_t = \operatorname{softmax}(V s_t + c)$ on the states above, that is the cross-entropy
+# summed over the steps:
+
+# %%
+logits = out_b(states)[:, 0]                               # (T, 2)
+true_class = np.array([0, 1, 1, 0, 1])
+y = np.exp(logits.data) / np.exp(logits.data).sum(axis=1, keepdims=True)
+by_steps = sum(-np.log(y[t, c]) for t, c in enumerate(true_class))
+summed = nn.softmax_cross_entropy(logits, true_class, reduction="sum").item()
+print(f"Σ_t -log y_tc = {by_steps:.15f}; softmax_cross_entropy(reduction='sum') = {summed:.15f}")
+assert abs(by_steps - summed) < 1e-14
+
+# %% [markdown]
 # ## Backpropagation review: Equation A and the weight update
 #
 # The notes (`000_…`) review backpropagation on a small network: an input layer, a hidden
