@@ -373,7 +373,7 @@ assert dh_dx.data[2 - k] > abs(w_hh) ** k * w_hx
 
 # %% [markdown]
 # How fast the bound falls with $k$, for $\lvert w_{hh} \rvert = 0.9$, $w_{hx} = 1$: the
-# sigmoid's $\gamma = \frac14$ multiplies the decay per step by 4.
+# sigmoid's $\gamma = \frac14$ makes the bound fall four times faster per step.
 
 # %%
 k = np.arange(0, 30)
