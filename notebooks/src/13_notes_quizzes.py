@@ -30,6 +30,7 @@ import numpy as np
 import nn
 import tensorgrad as tg
 import tensorgrad.functions as F
+from tensorgrad import viz
 
 nn.set_num_threads(1)  # a small model's matrices run fastest on one BLAS thread
 np.set_printoptions(precision=4, suppress=True)
@@ -233,11 +234,14 @@ def run(p):
     """The states s_t, z_t, outputs y_t and losses E_t for t = 1..T (s_0 = z_0 = 0)."""
     s, z = np.zeros(n_s), np.zeros(n_z)
     out = {"s": [], "z": [], "y": [], "E": []}
-    for x, d in zip(xs, ds, strict=True):
-        s = F.tanh(x @ p["U"] + s @ p["W1"])
-        z = s @ p["V1"] + z @ p["W2"]
-        y = z @ p["V2"]
-        for key, value in zip("szyE", (s, z, y, 0.5 * ((d - y) ** 2).sum()), strict=True):
+    for t, (x, d) in enumerate(zip(xs, ds, strict=True), start=1):
+        with tg.scope(f"t={t}"):
+            s = F.tanh(x @ p["U"] + s @ p["W1"])
+            z = s @ p["V1"] + z @ p["W2"]
+            y = z @ p["V2"]
+            E = 0.5 * ((d - y) ** 2).sum()
+        for key, value in zip("szyE", (s, z, y, E), strict=True):
+            value.name = f"{key}{t}"
             out[key].append(value)
     return out
 
@@ -285,6 +289,15 @@ for name, by_paths in [("V1 (quiz #2)", quiz2), ("U (quiz #3)", quiz3)]:
     assert error < 1e-12
 
 # %% [markdown]
+# The notes' figure of this network is missing from the text; here is the graph autograd
+# recorded for $E_2$, one box per step. $U$, $W_1$, $V_1$, $W_2$ and $V_2$ are shared by the
+# boxes; from $s_1$ two arrows leave box 1, into $s_2$ and into $z_1$: the second and third
+# paths of quiz #3.
+
+# %%
+viz.make_dot(E2, params=list(params.items()))
+
+# %% [markdown]
 # The general rule of quiz #2 for $t = 3$: $\partial y_3/\partial z_i$ is
 # $V_2^\top (W_2^\top)^{3-i}$, one term per step at which $V_1$ was used. And the
 # single-layer rule of the notes, $\frac{\partial E_3}{\partial W_x} = \sum_{i=1}^{3}
@@ -324,17 +337,19 @@ assert np.abs(bptt - g_U.data).max() < 1e-12
 # \,\varphi'(a^{(t-k)})\, w_{hx}, \qquad\text{so}\qquad
 # \Big\lvert\frac{\partial h^{(t)}}{\partial x^{(t-k)}}\Big\rvert \le \gamma^{k+1}\,\lvert w_{hh}\rvert^k\,\lvert w_{hx}\rvert$$
 #
-# with $\gamma = \max \lvert\varphi'\rvert$: 1 for tanh and ReLU, $\tfrac14$ for the sigmoid
-# (notes `004_…`, where the same $\gamma$ makes the matrix bound $(\gamma\lambda)^{t-k}$,
-# checked in notebook 3). For $\gamma = 1$ this is the exercise's bound, once $w_{hx}$ is
-# read as $\lvert w_{hx} \rvert$; for the sigmoid the bound is tighter by $\gamma^{k+1} =
-# 4^{-(k+1)}$. Checked over random weights, inputs, lengths and $k$, with the derivative
-# from autograd:
+# with $\gamma = \max \lvert\varphi'\rvert$: 1 for tanh and ReLU, $\tfrac14$ for the sigmoid.
+# The $k$ recurrent factors are the one-neuron case of the notes' matrix bound (`004_…`,
+# checked in notebook 3), $\lvert\partial h^{(t)}/\partial h^{(t-k)}\rvert \le (\gamma\lambda)^k$
+# with $\lambda = \lvert w_{hh} \rvert$: that is where $\gamma^k$ enters; the input step adds one
+# more $\gamma \lvert w_{hx} \rvert$. For $\gamma = 1$ this is the exercise's bound, once $w_{hx}$
+# is read as $\lvert w_{hx} \rvert$; for the sigmoid it is tighter by $\gamma^{k+1} = 4^{-(k+1)}$.
+# Checked over random weights, inputs, lengths and $k$, with the derivative from autograd:
 
 # %%
 ACTIVATIONS = {"tanh": (F.tanh, 1.0), "ReLU": (F.relu, 1.0), "sigmoid": (F.sigmoid, 0.25)}
 rng = np.random.default_rng(3)
 worst, trials = {name: 0.0 for name in ACTIVATIONS}, 0
+pairs = {name: [] for name in ACTIVATIONS}   # (bound, |derivative|) for the picture
 for _ in range(300):
     t = int(rng.integers(1, 12))
     w_hx, w_hh, bias = (float(w) for w in rng.normal(0, 1.5, 3))
@@ -351,6 +366,7 @@ for _ in range(300):
             assert abs(derivative) <= tight * (1 + 1e-12) + 1e-300 and tight <= exercise
             if exercise > 0:
                 worst[name] = max(worst[name], abs(derivative) / tight)
+                pairs[name].append((tight, abs(derivative)))
             trials += 1
 print(f"{trials} (activation, weights, k) cases; the largest |∂h/∂x| / (γ^(k+1) |w_hh|^k |w_hx|):", worst)
 assert worst["ReLU"] > 1 - 1e-12   # reached exactly: a ReLU in its linear part passes everything on
@@ -372,17 +388,29 @@ print(f"k = {k}: ∂h/∂x = {dh_dx.data[2 - k]:.3f} > |w_hh|^k w_hx = {abs(w_hh
 assert dh_dx.data[2 - k] > abs(w_hh) ** k * w_hx
 
 # %% [markdown]
-# How fast the bound falls with $k$, for $\lvert w_{hh} \rvert = 0.9$, $w_{hx} = 1$: the
-# sigmoid's $\gamma = \frac14$ makes the bound fall four times faster per step.
+# Left, every case above: the measured $\lvert\partial h^{(t)}/\partial x^{(t-k)}\rvert$
+# against its bound, all on or below the diagonal, ReLU's on it. Right, how fast the bound
+# falls with $k$ for $\lvert w_{hh} \rvert = 0.9$, $w_{hx} = 1$: the sigmoid's $\gamma =
+# \frac14$ makes it fall four times faster per step.
 
 # %%
+fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+for name, points in pairs.items():
+    bound, measured = np.array(points).T
+    keep = measured > 0
+    left.loglog(bound[keep], measured[keep], ".", ms=3, alpha=0.5, label=name)
+span = [min(min(b for b, _ in p) for p in pairs.values()), max(max(b for b, _ in p) for p in pairs.values())]
+left.loglog(span, span, "k--", lw=1, label="measured = bound")
+left.set_xlabel(r"bound $\gamma^{k+1} |w_{hh}|^k |w_{hx}|$")
+left.set_ylabel(r"measured $|\partial h^{(t)}/\partial x^{(t-k)}|$")
+left.legend(fontsize=8)
 k = np.arange(0, 30)
-fig, ax = plt.subplots(figsize=(6, 3))
-ax.semilogy(k, 0.9 ** k, label=r"tanh, ReLU: $|w_{hh}|^k |w_{hx}|$")
-ax.semilogy(k, 0.25 ** (k + 1) * 0.9 ** k, label=r"sigmoid: $\gamma^{k+1} |w_{hh}|^k |w_{hx}|$")
-ax.set_xlabel("k (steps back)")
-ax.set_ylabel(r"bound on $|\partial h^{(t)}/\partial x^{(t-k)}|$")
-ax.legend()
+right.semilogy(k, 0.9 ** k, label=r"tanh, ReLU: $|w_{hh}|^k |w_{hx}|$")
+right.semilogy(k, 0.25 ** (k + 1) * 0.9 ** k, label=r"sigmoid: $\gamma^{k+1} |w_{hh}|^k |w_{hx}|$")
+right.set_xlabel("k (steps back)")
+right.set_ylabel("bound")
+right.legend(fontsize=8)
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
