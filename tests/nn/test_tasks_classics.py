@@ -1,6 +1,7 @@
 """The classic long-memory tasks, the embedded Reber grammar and the copy task, produce what their
 docstrings promise: strings of the grammar, the legal next symbols recomputed independently, the
-copy task's layout and its memoryless baseline, reproducible draws and clear errors."""
+copy task's layout and its memoryless baseline, and clear errors (reproducible draws and empty
+batches are tested for every task in test_tasks.py)."""
 
 import re
 
@@ -113,25 +114,3 @@ def test_copy_task_bad_input(rng):
     with pytest.raises(ValueError, match="copy_task: num_symbols must be at least 1, got 0"):
         tasks.copy_task(rng, 2, 5, num_symbols=0)
 
-
-# ------------------------------------------------------------------------- both
-CLASSICS = {
-    "embedded_reber": lambda rng, batch: tasks.embedded_reber(rng, batch),
-    "copy_task": lambda rng, batch: tasks.copy_task(rng, batch, 10),
-}
-
-
-@pytest.mark.parametrize("name", CLASSICS)
-def test_a_seed_reproduces_the_data_and_a_generator_moves_on(name):
-    make = CLASSICS[name]
-    for a, b in zip(make(7, 4), make(np.random.default_rng(7), 4), strict=True):
-        np.testing.assert_array_equal(a, b)
-    generator = np.random.default_rng(7)
-    one, two = make(generator, 4), make(generator, 4)
-    assert any(a.shape != b.shape or (a != b).any() for a, b in zip(one, two, strict=True))
-
-
-@pytest.mark.parametrize("name", CLASSICS)
-def test_an_empty_batch_is_an_error(name):
-    with pytest.raises(ValueError, match=f"{name}: batch_size must be at least 1, got 0"):
-        CLASSICS[name](0, 0)
