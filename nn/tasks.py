@@ -257,14 +257,14 @@ def copy_task(rng, batch_size, delay, length=10, num_symbols=8):
 
     Ids 1..num_symbols are data, 0 is the blank and num_symbols + 1 the delimiter. The input
     is ``length`` data symbols drawn uniformly, ``delay - 1`` blanks, the delimiter and
-    ``length`` more blanks, T = delay + 2·length steps in all; the target is blank for the
-    first delay + length steps and then the data symbols, in order. So the first symbol
-    must be kept for delay + length steps.
+    ``length`` more blanks, delay + 2·length steps in all; the target is blank for the first
+    delay + length steps and then the data symbols, in order. So the first symbol must be
+    kept for delay + length steps.
 
     A network without memory can learn only that the answer is blank until the delimiter,
     and then guess uniformly among the data symbols: its cross-entropy per step is
-    length·ln(num_symbols) / (delay + 2·length), 10·ln 8 / (T + 20) for the classic setting
-    (length 10, 8 symbols, T = delay).
+    length·ln(num_symbols) / (delay + 2·length), 10·ln 8 / (T + 20) in the classic setting
+    (length 10, 8 symbols, delay T).
 
     Returns ids and targets, int64 of shape (delay + 2·length, batch_size).
     """
