@@ -16,8 +16,8 @@
 #   2016): repeat 10 symbols after 100 steps, against the memoryless baseline
 #   $10 \ln 8 / (T + 20)$.
 #
-# Both are measured here, on this machine, in a few seconds each; what they show is stated
-# as measured, including where it differs from the 1997 tables.
+# Both are measured here, on this machine, in about half a minute of computing together;
+# what they show is stated as measured, including where it differs from the 1997 tables.
 
 # %%
 import re
@@ -206,14 +206,15 @@ print("the longest S or T loop in a training string:", longest_loop)
 # %% [markdown]
 # Both networks get every training string right and all test strings but at most a few.
 # The string they miss, if any, is "BTBTSSSSSSSSSSSSXSETE", whose loop of 12 S is longer
-# than any loop in the training set: an extrapolation, not a memory failure. The Elman net
-# of the same size does as well as the LSTM here: with full BPTT and Adam, which rescales each weight's gradient by
-# its own running size, the gradient from the memory step back to the second symbol,
-# shrinking over the 10 or so steps of a typical string, is still enough. The embedded
-# Reber grammar's lag is within a modern Elman network's reach; what separated the two
-# networks in 1997 was the carousel, the one path back in time that a truncated gradient
-# leaves the LSTM. Longer lags, as in notebook 7's adding problem and in the copy task
-# below, are where the Elman network fails under full BPTT too.
+# than any loop in the training set: a length never seen in training. The Elman net of the
+# same size does as well as the LSTM here: with full BPTT and Adam, which rescales each
+# weight's gradient by its own running size, the gradient from the memory step back to the
+# second symbol, shrinking over the 10 or so steps of a typical string, is still enough.
+# The embedded Reber grammar's lag is within a modern Elman network's reach; what separated
+# the two networks in 1997 was the carousel, the one path back in time that a truncated
+# gradient leaves the LSTM. Longer lags are where full BPTT no longer rescues the Elman
+# network: notebook 7's adding problem, on which it learns nothing at T = 30, and the copy
+# task below, hard even for the LSTM.
 #
 # The memory step against the length of the test strings, for the networks trained with
 # the truncated gradient: the Elman net's answer there is little better than a guess (a
