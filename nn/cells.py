@@ -5,12 +5,16 @@ initialisation U(-1/√H, 1/√H) are PyTorch's, so state dicts move between the
 one fused cell Function (``tensorgrad.functions.lstm_cell`` and its siblings), which adds
 the hidden side h Wₕₕᵀ + bₕₕ, one matmul, to the input side x Wᵢₕᵀ + bᵢₕ and computes the
 next state. The cell modules (:class:`RNNCell`, :class:`LSTMCell`, :class:`GRUCell`) take
-one step; the layers of :mod:`nn.recurrent` take the same steps (:class:`_Equations`) over a
-sequence, with the same parameters, per layer and direction, and the same options.
+one step; the layers of :mod:`nn.recurrent` take the same steps over a sequence, with the
+same parameters, per layer and direction, and the same options, through the public part of
+this module: :class:`CellEquations` (one cell's equations bound to its parameters: the input
+projection of a whole sequence, then one step at a time), :func:`cell_parameters`,
+:func:`set_variant`, :func:`variant_repr`, :func:`initial_state` and :func:`rnn_mode`.
 
 Options PyTorch does not have, all off by default (the modules are then PyTorch's exactly):
 
-- ``peephole=True`` (LSTM): the gates see the cell state (see :func:`nn.cell_variants.lstm_step`),
+- ``peephole=True`` (LSTM): the gates see the cell state (see
+  :func:`tensorgrad.functions.cells.lstm_step`),
   with the peephole weights ``weight_ci``, ``weight_cf``, ``weight_co`` of shape (H,) per
   cell, drawn like the others and registered after its standard parameters.
 - ``layer_norm=True`` (LSTM, GRU): each gate's input and hidden projections are normalised
@@ -24,7 +28,7 @@ Options PyTorch does not have, all off by default (the modules are then PyTorch'
   initialisation (Gers et al.; Jozefowicz et al. recommend 1), so bᵢₕ + bₕₕ starts b higher.
 
 Peepholes, layer normalisation and the reset-before GRU run the composed cells of
-:mod:`nn.cell_variants` (primitive Functions), slower than the fused cells.
+:mod:`tensorgrad.functions.cells` (primitive Functions), slower than the fused cells.
 """
 
 import math
@@ -35,39 +39,20 @@ import numpy as np
 import tensorgrad as tg
 import tensorgrad.functions as F
 from nn import init
-from nn.cell_variants import GRU_GATES, LSTM_GATES, gate_norm, gru_step, lstm_step
+from nn.checks import check_dtype, check_size
 from nn.layers import layer_norm
 from nn.module import Module, Parameter
+from tensorgrad.functions.cells import GRU_GATES, LSTM_GATES, gru_step, lstm_step
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
-_GATE_NAMES = {"RNN_TANH": (), "RNN_RELU": (), "LSTM": LSTM_GATES, "GRU": GRU_GATES}
+GATE_NAMES = {"RNN_TANH": (), "RNN_RELU": (), "LSTM": LSTM_GATES, "GRU": GRU_GATES}
 
 
-def _cell_step(mode, input_gates, h, state, weight_hh, bias_hh, fused, weight_t=None, step=None):
-    """The next state, (h,) or (h, c), of a ``mode`` cell from the input side of the gates,
-    the h its hidden side multiplies, the state and Wₕₕ, bₕₕ: one fused cell Function, or
-    its composed form (``fused=False``)."""
-    if mode == "LSTM":
-        return F.lstm_cell(input_gates, h, state[1], weight_hh, bias_hh, fused=fused, weight_t=weight_t,
-                           step=step)
-    if mode == "GRU":
-        return (F.gru_cell(input_gates, h, weight_hh, bias_hh, fused=fused, weight_t=weight_t, step=step),)
-    nonlinearity = "tanh" if mode == "RNN_TANH" else "relu"
-    return (F.rnn_cell(input_gates, h, weight_hh, bias_hh, nonlinearity, fused=fused, weight_t=weight_t,
-                       step=step),)
-
-
-def _rnn_mode(owner, nonlinearity):
+def rnn_mode(owner, nonlinearity):
+    """The mode "RNN_TANH" or "RNN_RELU" of an Elman ``owner`` with ``nonlinearity``."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"{owner}: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or 'relu'")
     return "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
-
-
-def _check_size(owner, name, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{owner}: {name} must be an integer, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{owner}: {name} must be greater than zero, got {value}")
 
 
 def _uniform(shape, hidden_size):
@@ -75,32 +60,30 @@ def _uniform(shape, hidden_size):
     return Parameter(init.uniform(shape, 1.0 / math.sqrt(hidden_size)))
 
 
-def _check_dtype(owner, what, value, dtype):
-    if value.dtype != dtype:
-        raise TypeError(f"{owner}: {what} has dtype {value.dtype}, but the parameters are {dtype}; "
-                        "cast the one or the other (e.g. model.double())")
-
-
-def _initial_state(owner, hx, names, shape, inner_shape, dtype):
+def initial_state(owner, hx, names, shape, inner_shape, dtype, sizes=None):
     """The state tuple, (h,) or (h, c) as ``names`` says, from ``hx`` of ``shape`` (zeros for None),
-    reshaped to ``inner_shape``."""
+    reshaped to ``inner_shape``. ``sizes``: the last axis of each state, where they differ
+    (an LSTM with projections: h of proj_size, c of hidden_size)."""
     pair = len(names) == 2
+    sizes = sizes or (shape[-1],) * len(names)
+    shapes = [shape[:-1] + (size,) for size in sizes]
+    inner_shapes = [inner_shape[:-1] + (size,) for size in sizes]
     if hx is None:
-        return (tg.as_variable(np.zeros(inner_shape, dtype)),) * len(names)
+        return tuple(tg.as_variable(np.zeros(inner, dtype)) for inner in inner_shapes)
     if pair and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
         raise TypeError(f"{owner}: hx must be a pair ({', '.join(names)}), got {type(hx).__name__}")
     if not pair and isinstance(hx, (tuple, list)):
         raise TypeError(f"{owner}: hx must be one array ({names[0]}), got a {type(hx).__name__}")
     states = tuple(tg.as_variable(h) for h in hx) if pair else (tg.as_variable(hx),)
-    for name, state in zip(names, states, strict=True):
-        _check_dtype(owner, name, state, dtype)
-        if state.shape != shape:
-            raise tg.ShapeError(f"{owner}: {name} has shape {state.shape}, expected {shape}")
-    return tuple(state.reshape(inner_shape) for state in states)
+    for name, state, expected in zip(names, states, shapes, strict=True):
+        check_dtype(owner, name, state, dtype)
+        if state.shape != expected:
+            raise tg.ShapeError(f"{owner}: {name} has shape {state.shape}, expected {expected}")
+    return tuple(state.reshape(inner) for state, inner in zip(states, inner_shapes, strict=True))
 
 
 # ----------------------------------------------------------------------------- variants and equations
-def _set_variant(module, bias, peephole=False, layer_norm=False, reset_after=True, forget_bias=0.0):
+def set_variant(module, bias, peephole=False, layer_norm=False, reset_after=True, forget_bias=0.0):
     """Check the options beyond PyTorch's (see the module docstring) and set them on ``module``."""
     owner = type(module).__name__
     if not isinstance(forget_bias, numbers.Real) or isinstance(forget_bias, bool):
@@ -113,15 +96,19 @@ def _set_variant(module, bias, peephole=False, layer_norm=False, reset_after=Tru
     module.forget_bias = float(forget_bias)
 
 
-def _cell_parameters(module, input_size):
+def cell_parameters(module, input_size):
     """The parameters of one cell of ``module`` {name: Parameter, or None for an absent bias}, in
-    registration order: PyTorch's, then the variant's."""
+    registration order: PyTorch's, then the variant's. An LSTM layer with ``proj_size`` P has
+    h of size P: Wₕₕ (4H, P) and the projection weight_hr (P, H), as PyTorch's."""
     hidden_size = module.hidden_size
+    proj_size = getattr(module, "proj_size", 0)
     gates = _GATES[module.mode] * hidden_size
     params = {"weight_ih": _uniform((gates, input_size), hidden_size),
-              "weight_hh": _uniform((gates, hidden_size), hidden_size),
+              "weight_hh": _uniform((gates, proj_size or hidden_size), hidden_size),
               "bias_ih": _uniform((gates,), hidden_size) if module.bias else None,
               "bias_hh": _uniform((gates,), hidden_size) if module.bias else None}
+    if proj_size:
+        params["weight_hr"] = _uniform((proj_size, hidden_size), hidden_size)
     if module.forget_bias:
         params["bias_ih"].data[hidden_size:2 * hidden_size] += module.forget_bias  # gates i, f, g, o
     if module.peephole:
@@ -136,7 +123,16 @@ def _cell_parameters(module, input_size):
     return params
 
 
-def _variant_repr(module):
+def reset_like(module, fresh, suffix):
+    """Give ``module``'s parameters the values of the ``fresh`` ones {name: Parameter}, in their dtype."""
+    for name, param in fresh.items():
+        if param is not None:
+            own = getattr(module, name + suffix)
+            own.data = param.data.astype(own.dtype)
+
+
+def variant_repr(module):
+    """The options beyond PyTorch's that ``module`` uses, as ``extra_repr`` shows them."""
     text = ", peephole=True" if module.peephole else ""
     if module.layer_norm:
         text += ", layer_norm=True"
@@ -149,7 +145,7 @@ def _variant_repr(module):
 
 class _Projection:
     """One side of (some of) a cell's gates: y = x Wᵀ + b, or N(x Wᵀ) ⊙ γ + b with layer
-    normalisation, each gate's slice normalised on its own (:func:`nn.cell_variants.gate_norm`)."""
+    normalisation, each gate's slice normalised on its own (:func:`gate_norm`)."""
 
     def __init__(self, weight, bias, gain, gates):
         self.weight, self.bias, self.gain, self.gates = weight, bias, gain, gates
@@ -169,15 +165,17 @@ class _Projection:
         return y if self.bias is None else y + self.bias
 
 
-class _Equations:
-    """The equations of one cell with its parameters: a cell module's, or one layer and direction's.
+class CellEquations:
+    """The equations of one cell bound to its parameters: a cell module's, or one layer and
+    direction's. A layer's data goes through it one way: :meth:`project_input` of the whole
+    sequence (one matmul), then :meth:`step` once per time step.
 
     ``module`` holds the parameters, named with ``suffix`` (``"_l0"``, ``"_l1_reverse"``, ...).
     ``composed``: run the composed cells, whose gates are Variables (for ``return_all_states``).
     The variants (peepholes, layer normalisation, the reset-before GRU) always run them.
     ``sequence``: (steps, batch) of a layer's loop over a sequence, which adds both biases
     on the input side of all steps at once where they add to the same gates, and for the
-    fused path multiplies by a copy of Wₕₕᵀ laid out for speed.
+    fused cells multiplies by a copy of Wₕₕᵀ laid out for speed.
     """
 
     def __init__(self, module, suffix="", *, composed=False, sequence=None):
@@ -201,11 +199,13 @@ class _Equations:
         if module.layer_norm and self.mode == "LSTM":
             weight, bias = param("ln_weight_c"), param("ln_bias_c")
             self.cell_norm = lambda c: layer_norm(c, c.shape[-1:], weight, bias)
+        self.projection = param("weight_hr")  # an LSTM with projections: h' = (o ⊙ tanh c') W_hrᵀ
         self.hidden_n = None
         if not module.reset_after:  # the hidden side of r and z, and that of n, apart
             self.hidden_n = self.hidden_side.gates_slice(2, 3)
             self.hidden_side = self.hidden_side.gates_slice(0, 2)
-        variant = module.peephole or module.layer_norm or not module.reset_after
+        variant = (module.peephole or module.layer_norm or not module.reset_after
+                   or self.projection is not None)
         self.composed = self.mode in ("LSTM", "GRU") and (variant or composed)
         # BLAS multiplies a batch of rows by Wᵀ laid out in C order up to twice as fast as by the
         # view W.T; the copy pays for itself within a few steps, but not when sampling one row.
@@ -213,24 +213,49 @@ class _Equations:
         if not self.composed and sequence is not None and min(sequence) >= 4:
             self.weight_t = np.ascontiguousarray(self.hidden_side.weight.data.T)
 
-    def step(self, input_gates, state, mask=None, step=None):
-        """(the next state, its gates: Variables from the composed cells, else None) from one
-        step's input side and the state. ``mask``: variational dropout's mask of h in the
-        hidden-side matmuls (not for a fused GRU cell, whose z ⊙ h needs h unmasked);
-        ``step``: the fused cell's place in a sequence (see ``F.lstm_cell``).
+    def project_input(self, x):
+        """The input side of the gates, x Wᵢₕᵀ + bᵢₕ, for x of shape (..., input_size): of a
+        whole sequence at once in a layer."""
+        return self.input_side(x)
+
+    def step(self, input_gates, state, mask=None):
+        """(the next state, (h',) or (h', c'); its gates: Variables from the composed cells,
+        else None) from one step's input side of the gates and the state (h,) or (h, c).
+        ``mask``: variational dropout's mask of h in the hidden-side matmuls (not for a fused
+        GRU cell, whose z ⊙ h needs h unmasked).
         """
         h = state[0] if mask is None else state[0] * mask
         if not self.composed:
-            hidden = self.hidden_side
-            return _cell_step(self.mode, input_gates, h, state, hidden.weight, hidden.bias, self.fused,
-                               self.weight_t, step), None
+            return self._fused_step(input_gates, h, state), None
         if self.mode == "LSTM":
-            return lstm_step(input_gates, self.hidden_side(h), state[1], self.peephole, self.cell_norm)
+            (h, c), gates = lstm_step(input_gates, self.hidden_side(h), state[1], self.peephole,
+                                      self.cell_norm)
+            return ((h, c) if self.projection is None else (F.linear(h, self.projection), c)), gates
         hidden_n = self.hidden_n
         if hidden_n is not None and mask is not None:
             def hidden_n(reset_h):  # r ⊙ h ⊙ mask
                 return self.hidden_n(reset_h * mask)
         return gru_step(input_gates, self.hidden_side(h), state[0], hidden_n)
+
+    def _fused_step(self, input_gates, h, state):
+        """The next state from PyTorch's cell: one fused Function (or its composed form if not
+        ``fused``), the hidden side computed from ``h``."""
+        W, b, options = self.hidden_side.weight, self.hidden_side.bias, {"fused": self.fused,
+                                                                        "weight_t": self.weight_t}
+        if self.mode == "LSTM":
+            return F.lstm_cell(input_gates, h, state[1], W, b, **options)
+        if self.mode == "GRU":
+            return (F.gru_cell(input_gates, h, W, b, **options),)
+        nonlinearity = "tanh" if self.mode == "RNN_TANH" else "relu"
+        return (F.rnn_cell(input_gates, h, W, b, nonlinearity, **options),)
+
+
+def gate_norm(z, gates, eps=1e-5):
+    """Each of the ``gates`` equal slices of z (..., gates·H) normalised on its own to zero
+    mean and unit variance (layer normalisation without its affine part)."""
+    hidden = z.shape[-1] // gates
+    split_gates = z.reshape(z.shape[:-1] + (gates, hidden))
+    return layer_norm(split_gates, (hidden,), eps=eps).reshape(z.shape)
 
 
 # ----------------------------------------------------------------------------- cells
@@ -241,16 +266,20 @@ class _CellBase(Module):
     def __init__(self, mode, input_size, hidden_size, bias, fused, **variant):
         super().__init__()
         owner = type(self).__name__
-        _check_size(owner, "input_size", input_size)
-        _check_size(owner, "hidden_size", hidden_size)
-        _set_variant(self, bias, **variant)
+        check_size(owner, "input_size", input_size)
+        check_size(owner, "hidden_size", hidden_size)
+        set_variant(self, bias, **variant)
         self.mode = mode
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bool(bias)
         self.fused = bool(fused)
-        for name, param in _cell_parameters(self, input_size).items():
+        for name, param in cell_parameters(self, input_size).items():
             self.register_parameter(name, param)
+
+    def reset_parameters(self):
+        """Draw every parameter again as at construction (PyTorch's U(-1/√H, 1/√H), the variants')."""
+        reset_like(self, cell_parameters(self, self.input_size), "")
 
     def forward(self, x, hx=None):
         """The next state for x of shape (batch, input_size), or (input_size,) unbatched.
@@ -261,7 +290,7 @@ class _CellBase(Module):
         owner = type(self).__name__
         dtype = self.weight_ih.dtype
         x = tg.as_variable(x)
-        _check_dtype(owner, "input", x, dtype)
+        check_dtype(owner, "input", x, dtype)
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size or x.size == 0:
             raise tg.ShapeError(f"{owner}: input of shape {x.shape} does not fit; expected "
                                 f"(batch, {self.input_size}) or ({self.input_size},)")
@@ -269,9 +298,9 @@ class _CellBase(Module):
         x = x if batched else x.reshape(1, self.input_size)
         shape = (x.shape[0], self.hidden_size) if batched else (self.hidden_size,)
         names = ("h", "c") if self.mode == "LSTM" else ("h",)
-        state = _initial_state(owner, hx, names, shape, (x.shape[0], self.hidden_size), dtype)
-        equations = _Equations(self)
-        state, _ = equations.step(equations.input_side(x), state)
+        state = initial_state(owner, hx, names, shape, (x.shape[0], self.hidden_size), dtype)
+        equations = CellEquations(self)
+        state, _ = equations.step(equations.project_input(x), state)
         state = tuple(s.reshape(shape) for s in state)
         return state if self.mode == "LSTM" else state[0]
 
@@ -280,15 +309,15 @@ class _CellBase(Module):
         if not self.bias:
             text += ", bias=False"
         if self.mode == "RNN_RELU":
-            text += ", nonlinearity='relu'"
-        return text + _variant_repr(self) + ("" if self.fused else ", fused=False")
+            text += ", nonlinearity=relu"  # as PyTorch prints it
+        return text + variant_repr(self) + ("" if self.fused else ", fused=False")
 
 
 class RNNCell(_CellBase):
     """The Elman cell h' = tanh(x Wᵢₕᵀ + bᵢₕ + h Wₕₕᵀ + bₕₕ), or relu for ``nonlinearity='relu'``."""
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, fused=True):
-        super().__init__(_rnn_mode("RNNCell", nonlinearity), input_size, hidden_size, bias, fused)
+        super().__init__(rnn_mode("RNNCell", nonlinearity), input_size, hidden_size, bias, fused)
         self.nonlinearity = nonlinearity
 
 

@@ -7,7 +7,6 @@ from nn.generate import sample_next
 from nn.layers import Embedding, Linear
 from nn.module import Module
 from nn.recurrent import GRU, LSTM, RNN
-from nn.wavenet import CharWaveNet
 
 RECURRENT_LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 
@@ -30,14 +29,6 @@ class CharRNN(Module):
         """Logits (T, B, V) for integer ``ids`` (T, B), and the recurrent state after them."""
         output, state = self.rnn(self.embedding(ids), state)
         return self.head(output), state
-
-
-def char_model(vocab_size, hidden_size, num_layers, model):
-    """The character model `tensorgrad train --model` names: a CharRNN, or for "wavenet" a
-    CharWaveNet of ``num_layers`` dilated blocks (receptive field 2^num_layers characters)."""
-    if model == "wavenet":
-        return CharWaveNet(vocab_size, hidden_size, num_layers)
-    return CharRNN(vocab_size, hidden_size, num_layers, model)
 
 
 @tg.no_grad()

@@ -5,16 +5,21 @@ entry names (``np.load(path)["model/weight"]`` works), and the entry ``__layout_
 string) records the nesting and which values were Python numbers or strings, so that
 :func:`load` gives back what :func:`save` got. Nothing is pickled: loading a checkpoint
 never runs code from it.
+
+A path ending in ``.safetensors`` is written and read in the safetensors format instead
+(:mod:`nn.safetensors_io`): a flat dict of arrays that PyTorch reads with
+``safetensors.torch.load_file``.
 """
 
-import contextlib
 import json
 import os
-import uuid
 import zipfile
 import zlib
 
 import numpy as np
+
+from nn import safetensors_io
+from nn.atomic import write_atomically
 
 _SEPARATOR = "/"
 _LAYOUT = "__layout__"
@@ -36,28 +41,23 @@ def save(obj, path):
 
     The archive is written to a temporary file in the same directory, flushed to disk and
     renamed over ``path``: an error or a crash midway leaves any previous file at ``path``
-    intact and no temporary file behind.
+    intact and no temporary file behind. A ``.safetensors`` path takes a flat dict of
+    arrays (e.g. ``model.state_dict()``) and writes it in that format, as atomically.
     """
+    if safetensors_io.is_safetensors_path(path):
+        safetensors_io.save_file(obj, path)
+        return
     arrays = {}
     layout = _flatten(obj, "", arrays)
     arrays[_LAYOUT] = np.array(json.dumps(layout))
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "xb") as file:
-            with zipfile.ZipFile(file, "w") as archive:
-                for name, array in arrays.items():
-                    with archive.open(name + ".npy", "w", force_zip64=True) as entry:
-                        np.lib.format.write_array(entry, array, allow_pickle=False)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(temporary)
-        raise
-    _fsync_directory(directory)
+
+    def write(file):
+        with zipfile.ZipFile(file, "w") as archive:
+            for name, array in arrays.items():
+                with archive.open(name + ".npy", "w", force_zip64=True) as entry:
+                    np.lib.format.write_array(entry, array, allow_pickle=False)
+
+    write_atomically(path, write)
 
 
 def load(path):
@@ -66,8 +66,10 @@ def load(path):
     Any other .npz file (e.g. from ``np.savez``) gives a flat dict of its arrays. Arrays are
     read with ``allow_pickle=False``. A missing file is a FileNotFoundError; a file that is
     not a readable .npz archive (truncated, another format, holding object arrays) is a
-    ValueError naming it.
+    ValueError naming it. A ``.safetensors`` path gives the flat dict of arrays it holds.
     """
+    if safetensors_io.is_safetensors_path(path):
+        return safetensors_io.load_file(path)
     path = os.fspath(path)
     try:
         file = open(path, "rb")  # opened here, so that it is closed whatever np.load raises
@@ -144,14 +146,3 @@ def _unflatten(layout, prefix, arrays):
                      else _RESTORE[kind](arrays[name]))
     return tree
 
-
-def _fsync_directory(directory):
-    """Make the rename itself durable, where the system allows syncing a directory."""
-    if os.name != "posix":
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -1,10 +1,13 @@
-"""The `tensorgrad` command (also `python -m nn`): train, sample and graph.
+"""The `tensorgrad` command (also `python -m nn`): train, sample, export and graph.
 
 Every expected failure (a bad file, a bad option, a checkpoint of another model) ends in a
-one-line message and a non-zero exit status, never a traceback.
+one-line message and a non-zero exit status, never a traceback: each step that bad input
+can make fail turns the errors it expects into a :class:`CommandError`, the one error
+``main`` reports in a line. Anything else is a bug, and shows its traceback.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -15,11 +18,27 @@ import numpy as np
 from nn.threads import set_num_threads
 from nn.trainer import TrainConfig
 
-MODELS = ("lstm", "gru", "rnn", "wavenet")
+MODELS = ("lstm", "gru", "rnn", "transformer", "wavenet")
 
 
 class CommandError(Exception):
-    """A failure to report in one line."""
+    """A failure to report in one line, and the exit status it ends with."""
+
+    def __init__(self, message, status=2):
+        super().__init__(message)
+        self.status = status
+
+
+@contextlib.contextmanager
+def expected(*errors):
+    """Turn the ``errors`` raised inside, which bad input causes, into a CommandError (status 1
+    for the system's errors: files, missing programs and packages)."""
+    try:
+        yield
+    except errors as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        raise CommandError(message, 1 if isinstance(error, OSError | ImportError | RuntimeError) else 2) \
+            from error
 
 
 def build_parser():
@@ -34,10 +53,12 @@ def build_parser():
                                             "BPTT; with no options, a small LSTM on a built-in corpus.")
     train.add_argument("--text", metavar="FILE", help="UTF-8 text to train on (default: the source "
                        "of Python's standard library, read from this machine)")
-    train.add_argument("--model", choices=MODELS, help=f"recurrent layer, or a WaveNet's causal dilated "
+    train.add_argument("--model", choices=MODELS, help=f"recurrent layer, a causal transformer over each "
+                       f"window with no state carried between windows, or a WaveNet's causal dilated "
                        f"convolutions (default {defaults.model})")
     for name, kind, help_text in [
         ("hidden", int, "hidden units per layer"), ("layers", int, "recurrent layers (wavenet: blocks)"),
+        ("heads", int, "attention heads (transformer)"),
         ("seq_len", int, "characters per window of truncated BPTT"), ("batch", int, "parallel rows"),
         ("steps", int, "optimizer steps in total"), ("lr", float, "Adam learning rate"),
         ("clip", float, "maximum global gradient norm"), ("seed", int, "random seed"),
@@ -46,6 +67,8 @@ def build_parser():
     ]:
         train.add_argument(f"--{name.replace('_', '-')}", type=kind, metavar="N" if kind is int else "X",
                            help=f"{help_text} (default {getattr(defaults, name)})")
+    train.add_argument("--positions", choices=("learned", "sinusoidal"),
+                       help=f"position encoding of the transformer (default {defaults.positions})")
     train.add_argument("--out", metavar="DIR", help=f"output directory (default {defaults.out})")
     train.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -63,8 +86,14 @@ def build_parser():
     sample.add_argument("--seed", type=int, default=None, metavar="N")
     sample.add_argument("--threads", type=int, default=1, metavar="N", help="BLAS threads (default 1)")
 
+    export = commands.add_parser("export", help="write a checkpoint's weights as .safetensors for PyTorch",
+                                 description="Write the model weights of a train checkpoint as a "
+                                             ".safetensors file, under PyTorch's parameter names.")
+    export.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz written by train")
+    export.add_argument("--out", required=True, metavar="FILE.safetensors")
+
     graph = commands.add_parser("graph", help="draw the unrolled computation graph of a small model")
-    graph.add_argument("--model", choices=("lstm", "gru", "rnn"), default="lstm")
+    graph.add_argument("--model", choices=MODELS, default="lstm")
     graph.add_argument("--steps", type=int, default=3, metavar="N", help="time steps to unroll")
     graph.add_argument("--collapse", action="store_true", help="draw each time step as one node")
     graph.add_argument("--out", default="graph.svg", metavar="FILE",
@@ -76,14 +105,15 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "threads", None) is not None:
-            set_num_threads(args.threads)
-        return {"train": run_train, "sample": run_sample, "graph": run_graph}[args.command](args)
+            with expected(ValueError, ImportError):
+                set_num_threads(args.threads)
+        commands = {"train": run_train, "sample": run_sample, "export": run_export, "graph": run_graph}
+        return commands[args.command](args)
     except KeyboardInterrupt:
         return 130
-    except (CommandError, ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"tensorgrad {args.command}: error: {message}", file=sys.stderr)
-        return 2 if isinstance(error, CommandError | ValueError | TypeError | KeyError) else 1
+    except CommandError as error:
+        print(f"tensorgrad {args.command}: error: {error}", file=sys.stderr)
+        return error.status
 
 
 def run_train(args):
@@ -91,32 +121,39 @@ def run_train(args):
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
              if getattr(args, f.name, None) is not None}
-    config = TrainConfig(**given)
+    with expected(ValueError):
+        config = TrainConfig(**given)
     _check_writable(config.out)
     if args.resume and not os.path.exists(checkpoint_path(config.out)):
         raise CommandError(f"--resume: no checkpoint at {checkpoint_path(config.out)}")
-    Trainer(config, resume=args.resume, progress=not args.quiet).run()
+    with expected(ValueError, OSError):  # the text, the checkpoint to resume from
+        trainer = Trainer(config, resume=args.resume, progress=not args.quiet)
+    with expected(ImportError, OSError):  # tqdm, writing checkpoints
+        trainer.run()
     return 0
 
 
 def run_sample(args):
-    from nn.charlm import char_model, sample_text
+    from nn.charlm import sample_text
     from nn.checkpoint import load
     from nn.data import CharVocab
+    from nn.trainer import build_model
 
     if not args.temperature > 0:
         raise CommandError(f"--temperature must be > 0, got {args.temperature}")
     if args.length < 0:
         raise CommandError(f"--length must be >= 0, got {args.length}")
-    saved = load(args.checkpoint)
+    with expected(ValueError, OSError):
+        saved = load(args.checkpoint)
     missing = [k for k in ("model", "config", "vocab") if k not in saved]
     if missing:
         raise CommandError(f"{args.checkpoint} is not a tensorgrad train checkpoint "
                            f"(no {', '.join(missing)})")
-    config = TrainConfig.from_dict(saved["config"])
-    vocab = CharVocab.from_chars(str(saved["vocab"]))
-    model = char_model(len(vocab), config.hidden, config.layers, config.model)
-    model.load_state_dict(saved["model"])
+    with expected(ValueError, TypeError, RuntimeError):  # a config or weights of another model
+        config = TrainConfig.from_dict(saved["config"])
+        vocab = CharVocab.from_chars(str(saved["vocab"]))
+        model = build_model(len(vocab), config)
+        model.load_state_dict(saved["model"])
     unknown = sorted({c for c in args.prime if c not in vocab.chars})
     if unknown:
         raise CommandError(f"--prime has characters the model has never seen: {''.join(unknown)!r}")
@@ -126,12 +163,27 @@ def run_sample(args):
     return 0
 
 
+def run_export(args):
+    from nn.export import export_checkpoint
+    from nn.safetensors_io import SUFFIX
+
+    if not args.out.endswith(SUFFIX):
+        raise CommandError(f"--out must end in {SUFFIX}, got {args.out!r}")
+    with expected(ValueError, TypeError, OSError, ImportError):
+        names = export_checkpoint(args.checkpoint, args.out)
+    print(f"wrote {len(names)} arrays ({', '.join(names)}) to {args.out}; in PyTorch: "
+          f"model.load_state_dict(safetensors.torch.load_file({args.out!r}))")
+    return 0
+
+
 def run_graph(args):
     from nn.graph import draw_unrolled
+    from tensorgrad.viz import DotNotFoundError
 
     if args.steps < 1:
         raise CommandError(f"--steps must be at least 1, got {args.steps}")
-    path = draw_unrolled(args.model, args.steps, args.out, collapse=args.collapse)
+    with expected(ValueError, OSError, DotNotFoundError):  # the file's format, Graphviz missing
+        path = draw_unrolled(args.model, args.steps, args.out, collapse=args.collapse)
     print(f"wrote the graph of a {args.steps}-step {args.model.upper()} to {path}")
     return 0
 

@@ -7,6 +7,7 @@ import numpy as np
 
 import tensorgrad.functions as F
 from nn import init
+from nn.checks import check_size
 from nn.module import Module, Parameter
 from tensorgrad import ShapeError, as_variable
 
@@ -20,11 +21,20 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
+        check_size("Linear", "in_features", in_features, minimum=0)
+        check_size("Linear", "out_features", out_features, minimum=0)
         self.in_features = in_features
         self.out_features = out_features
-        bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
-        self.weight = Parameter(init.uniform((out_features, in_features), bound))
-        self.register_parameter("bias", Parameter(init.uniform((out_features,), bound)) if bias else None)
+        self.weight = Parameter(np.empty((out_features, in_features), np.float32))
+        self.register_parameter("bias", Parameter(np.empty(out_features, np.float32)) if bias else None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Draw the weight and bias again from U(-1/√in_features, 1/√in_features)."""
+        bound = 1.0 / math.sqrt(self.in_features) if self.in_features > 0 else 0.0
+        for param in (self.weight, self.bias):
+            if param is not None:
+                param.data = init.uniform(param.shape, bound, param.dtype)
 
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
@@ -44,6 +54,8 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None):
         super().__init__()
+        check_size("Embedding", "num_embeddings", num_embeddings)
+        check_size("Embedding", "embedding_dim", embedding_dim, minimum=0)
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise IndexError(f"Embedding: padding_idx {padding_idx} is out of range for "
@@ -52,13 +64,18 @@ class Embedding(Module):
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
         self.padding_idx = padding_idx
-        weight = init.normal((num_embeddings, embedding_dim))
-        if padding_idx is not None:
-            weight[padding_idx] = 0
-        self.weight = Parameter(weight)
+        self.weight = Parameter(np.empty((num_embeddings, embedding_dim), np.float32))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Draw the table again from N(0, 1), with the padding row at zero."""
+        weight = init.normal(self.weight.shape, dtype=self.weight.dtype)
+        if self.padding_idx is not None:
+            weight[self.padding_idx] = 0
+        self.weight.data = weight
 
     def forward(self, ids):
-        return F.embedding(self.weight, ids, self.padding_idx)
+        return F.embedding(ids, self.weight, self.padding_idx)
 
     def extra_repr(self):
         text = f"{self.num_embeddings}, {self.embedding_dim}"
@@ -108,6 +125,12 @@ class LayerNorm(Module):
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
+
+    def reset_parameters(self):
+        """Set the weight to ones and the bias to zeros again."""
+        for param, value in ((self.weight, 1), (self.bias, 0)):
+            if param is not None:
+                param.data = np.full(param.shape, value, param.dtype)
 
     def forward(self, x):
         return layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps, owner="LayerNorm")

@@ -29,12 +29,15 @@ class Module:
 
     Assigning a :class:`Parameter` or a Module to an attribute registers it, in assignment
     order; ``named_parameters`` then gives PyTorch's dotted names (``"layers.0.weight"``).
-    Subclasses define ``forward``; calling the module calls it.
+    Subclasses define ``forward``; calling the module calls it, between the hooks
+    registered with :meth:`register_forward_pre_hook` and :meth:`register_forward_hook`.
     """
 
     def __init__(self):
         object.__setattr__(self, "_parameters", {})
         object.__setattr__(self, "_modules", {})
+        object.__setattr__(self, "_forward_pre_hooks", {})
+        object.__setattr__(self, "_forward_hooks", {})
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
@@ -71,7 +74,41 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} defines no forward")
 
     def __call__(self, *args, **kwargs):
+        if self._forward_pre_hooks or self._forward_hooks:
+            return self._call_with_hooks(args, kwargs)
         return self.forward(*args, **kwargs)
+
+    def _call_with_hooks(self, args, kwargs):
+        for hook in tuple(self._forward_pre_hooks.values()):
+            replaced = hook(self, args)
+            if replaced is not None:
+                replaced = replaced if isinstance(replaced, tuple) else (replaced,)
+                _check_replacement(self, "forward pre-hook", hook, "the inputs", args, replaced)
+                args = replaced
+        output = self.forward(*args, **kwargs)
+        for hook in tuple(self._forward_hooks.values()):
+            replaced = hook(self, args, output)
+            if replaced is not None:
+                _check_replacement(self, "forward hook", hook, "the output", output, replaced)
+                output = replaced
+        return output
+
+    # ------------------------------------------------------------------ hooks
+    def register_forward_pre_hook(self, hook):
+        """Call ``hook(module, args)`` before every ``forward``; a result that is not None
+        replaces the positional arguments (a tuple, or one value for a single argument).
+
+        As in PyTorch; unlike PyTorch, a replacement must keep each array argument's shape
+        (a clear error names the hook otherwise). Returns a handle whose ``remove()``
+        unregisters the hook.
+        """
+        return _register(self, "forward pre-hook", self._forward_pre_hooks, hook)
+
+    def register_forward_hook(self, hook):
+        """Call ``hook(module, args, output)`` after every ``forward``; a result that is not
+        None replaces the output (with the same structure and shapes). Returns a handle
+        whose ``remove()`` unregisters the hook."""
+        return _register(self, "forward hook", self._forward_hooks, hook)
 
     # ------------------------------------------------------------------ traversal
     def named_children(self):
@@ -98,6 +135,21 @@ class Module:
     def modules(self):
         for _, module in self.named_modules():
             yield module
+
+    def apply(self, fn):
+        """Call ``fn(module)`` on every module of the tree, children before their parent
+        (as PyTorch, e.g. ``model.apply(init_weights)``); returns self."""
+        stack = [(self, False)]
+        seen = set()
+        while stack:
+            module, expanded = stack.pop()
+            if expanded:
+                fn(module)
+            elif id(module) not in seen:
+                seen.add(id(module))
+                stack.append((module, True))
+                stack.extend((child, False) for child in reversed(module._modules.values()))
+        return self
 
     def named_parameters(self, prefix=""):
         """(dotted name, Parameter) for every parameter, in registration order, once each."""
@@ -143,6 +195,12 @@ class Module:
             param.data = array
         return IncompatibleKeys(missing, unexpected)
 
+    def requires_grad_(self, requires_grad=True):
+        """Switch gradients of every parameter on or off (e.g. to freeze a layer); returns self."""
+        for param in self.parameters():
+            param.requires_grad = bool(requires_grad)
+        return self
+
     def zero_grad(self):
         """Clear the gradient of every parameter."""
         for param in self.parameters():
@@ -176,15 +234,61 @@ class Module:
 
     # ------------------------------------------------------------------ printing
     def extra_repr(self):
+        """The module's own settings, printed inside its parentheses (as in PyTorch)."""
         return ""
 
     def __repr__(self):
-        lines = [f"({name}): " + repr(child).replace("\n", "\n  ")
-                 for name, child in self._modules.items()]
-        head = f"{type(self).__name__}({self.extra_repr()}"
-        if not lines:
-            return head + ")"
-        return head + "\n  " + "\n  ".join(lines) + "\n)"
+        """PyTorch's layout: ``Name(settings)``, or one line per setting and child."""
+        extra = self.extra_repr()
+        lines = extra.split("\n") if extra else []
+        children = [f"({name}): " + repr(child).replace("\n", "\n  ")
+                    for name, child in self._modules.items()]
+        if not children and len(lines) <= 1:
+            return f"{type(self).__name__}({extra})"
+        return f"{type(self).__name__}(\n  " + "\n  ".join(lines + children) + "\n)"
+
+
+class RemovableHandle:
+    """Returned by the ``register_*_hook`` methods; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks, key):
+        self._hooks = hooks
+        self._key = key
+
+    def remove(self):
+        self._hooks.pop(self._key, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+        return False
+
+
+def _register(module, kind, hooks, hook):
+    if not callable(hook):
+        raise TypeError(f"{type(module).__name__}: a {kind} must be callable, got {type(hook).__name__}")
+    key = object()
+    hooks[key] = hook
+    return RemovableHandle(hooks, key)
+
+
+def _check_replacement(module, kind, hook, what, old, new):
+    """A hook's replacement values ``new`` for ``old`` must match them in structure and shapes."""
+    name = f"{type(module).__name__}: {kind} {getattr(hook, '__name__', repr(hook))}"
+    pending = [(what, old, new)]
+    while pending:
+        where, a, b = pending.pop()
+        if isinstance(a, tuple) and isinstance(b, tuple):
+            if len(b) != len(a):
+                raise ValueError(f"{name} returned {len(b)} values for the {len(a)} of {where}")
+            pending.extend((f"{where}[{i}]", x, y) for i, (x, y) in enumerate(zip(a, b, strict=True)))
+        elif isinstance(a, tuple) or isinstance(b, tuple):
+            raise ValueError(f"{name} returned a {type(b).__name__} for {where}, a {type(a).__name__}")
+        elif hasattr(a, "shape") and getattr(b, "shape", None) != a.shape:
+            raise ValueError(f"{name} returned shape {getattr(b, 'shape', type(b).__name__)} for "
+                             f"{where}, which has shape {a.shape}")
 
 
 def checked_like(value, param, what):

@@ -4,10 +4,12 @@ A layer runs the cell equations of :mod:`nn.cells` over time: see there for thos
 step, the parameters, their initialisation, and the options ``peephole``, ``layer_norm``,
 ``reset_after`` and ``forget_bias``, which the layers take too. Layer k, direction d holds
 one cell's parameters, suffixed ``_l{k}`` (``_l{k}_reverse``) as in PyTorch, so state dicts
-move between the two. A layer projects the input of the whole sequence onto all gates in
-one matmul before its loop over time; each step is then one fused cell Function
-(``tensorgrad.functions.lstm_cell`` and its siblings), which adds the hidden side
-h Wₕₕᵀ + bₕₕ, one matmul, and computes the next state.
+move between the two. The data of one layer and direction goes one way, through the
+public :class:`nn.cells.CellEquations` of its cell: the input of the whole sequence is
+projected onto all gates in one matmul (``project_input``); then each time step is one
+``step``, one fused cell Function (``tensorgrad.functions.lstm_cell`` and its siblings)
+that adds the hidden side h Wₕₕᵀ + bₕₕ, one matmul, and computes the next state, recorded
+in the scope ``lstm.l0/t=3`` (layer 0, step 3); the steps' h are stacked into the output.
 
 ``bidirectional=True`` runs a second direction from the last step back to the first and
 concatenates the two outputs; ``lengths`` gives the lengths of the sequences of a padded
@@ -21,37 +23,29 @@ Options PyTorch does not have, all off by default (the layers are then PyTorch's
   gates, as :class:`RecurrentStates`.
 
 Like the variants of :mod:`nn.cells`, ``return_all_states`` runs the composed cells of
-:mod:`nn.cell_variants` (primitive Functions), slower than the fused cells, and so does
+:mod:`tensorgrad.functions.cells` (primitive Functions), slower than the fused cells, and so does
 variational dropout in a GRU (its z ⊙ h needs h without the mask that its hidden side
 multiplies); variational dropout keeps the fused RNN and LSTM cells.
 """
 
-import numbers
 import warnings
 from dataclasses import dataclass
-
-import numpy as np
 
 import tensorgrad as tg
 import tensorgrad.functions as F
 from nn.cells import (
-    _GATE_NAMES,
-    _cell_parameters,
-    _check_dtype,
-    _check_size,
-    _Equations,
-    _initial_state,
-    _rnn_mode,
-    _set_variant,
-    _variant_repr,
+    GATE_NAMES,
+    CellEquations,
+    cell_parameters,
+    initial_state,
+    reset_like,
+    rnn_mode,
+    set_variant,
+    variant_repr,
 )
+from nn.checks import check_dtype, check_probability, check_size
 from nn.module import Module
-from tensorgrad.steps import StepArrays
-
-
-def _check_probability(owner, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise ValueError(f"{owner}: {name} must be a number in [0, 1], got {value!r}")
+from nn.utils.rnn import PackedSequence, run_packed, valid_steps
 
 
 @dataclass(frozen=True)
@@ -104,15 +98,16 @@ class _RNNBase(Module):
     """
 
     def __init__(self, mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                 bidirectional, fused, variational_dropout=0.0, **variant):
+                 bidirectional, fused, variational_dropout=0.0, proj_size=0, **variant):
         super().__init__()
         owner = type(self).__name__
-        _check_size(owner, "input_size", input_size)
-        _check_size(owner, "hidden_size", hidden_size)
-        _check_size(owner, "num_layers", num_layers)
-        _check_probability(owner, "dropout", dropout)
-        _check_probability(owner, "variational_dropout", variational_dropout)
-        _set_variant(self, bias, **variant)
+        check_size(owner, "input_size", input_size)
+        check_size(owner, "hidden_size", hidden_size)
+        check_size(owner, "num_layers", num_layers)
+        check_probability(owner, "dropout", dropout)
+        check_probability(owner, "variational_dropout", variational_dropout)
+        set_variant(self, bias, **variant)
+        _check_proj_size(owner, proj_size, hidden_size, variant)
         if dropout > 0 and num_layers == 1:
             warnings.warn(f"{owner}: dropout acts between recurrent layers, so dropout={dropout} does "
                           "nothing with num_layers=1", stacklevel=3)
@@ -126,13 +121,24 @@ class _RNNBase(Module):
         self.bidirectional = bool(bidirectional)
         self.fused = bool(fused)
         self.variational_dropout = float(variational_dropout)
-        for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * self._directions
-            for reverse in self._reverse_flags:
-                suffix = self._suffix(layer, reverse)
-                for name, param in _cell_parameters(self, layer_input).items():
-                    if param is not None:
-                        self.register_parameter(name + suffix, param)
+        self.proj_size = proj_size
+        for layer, suffix in self._cells():
+            for name, param in cell_parameters(self, self._layer_input(layer)).items():
+                if param is not None:
+                    self.register_parameter(name + suffix, param)
+
+    def reset_parameters(self):
+        """Draw every parameter again as at construction (PyTorch's U(-1/√H, 1/√H), the variants')."""
+        for layer, suffix in self._cells():
+            reset_like(self, cell_parameters(self, self._layer_input(layer)), suffix)
+
+    def _cells(self):
+        """(layer, parameter suffix) of every layer and direction, in PyTorch's order."""
+        return [(layer, self._suffix(layer, reverse)) for layer in range(self.num_layers)
+                for reverse in self._reverse_flags]
+
+    def _layer_input(self, layer):
+        return self.input_size if layer == 0 else (self.proj_size or self.hidden_size) * self._directions
 
     @property
     def _directions(self):
@@ -160,11 +166,19 @@ class _RNNBase(Module):
 
         ``return_all_states=True`` adds a third result, the :class:`RecurrentStates` of every
         layer, direction and step (recorded with the composed cells: slower).
+
+        x may be a :class:`~nn.utils.rnn.PackedSequence` (its lengths replace ``lengths``);
+        the output is then one too, with x's batch sizes and order, as PyTorch's.
         """
         owner = type(self).__name__
+        if isinstance(x, PackedSequence):
+            if lengths is not None or return_all_states:
+                raise ValueError(f"{owner}: a PackedSequence carries its lengths; pass neither lengths= "
+                                 "nor return_all_states=True with it")
+            return run_packed(self, x, hx)
         dtype = self.weight_ih_l0.dtype
         x = tg.as_variable(x)
-        _check_dtype(owner, "input", x, dtype)
+        check_dtype(owner, "input", x, dtype)
         if x.ndim not in (2, 3) or x.shape[-1] != self.input_size or x.size == 0:
             layout = "(batch, seq_len" if self.batch_first else "(seq_len, batch"
             raise tg.ShapeError(f"{owner}: input of shape {x.shape} does not fit; expected "
@@ -175,11 +189,12 @@ class _RNNBase(Module):
         elif self.batch_first:
             x = x.transpose(1, 0, 2)
         steps, batch = x.shape[:2]
-        valid = self._valid_steps(lengths, steps, batch)
+        valid = valid_steps(owner, lengths, steps, batch)
         stacked = self.num_layers * self._directions
         shape = (stacked, batch, self.hidden_size) if batched else (stacked, self.hidden_size)
         names = ("h_0", "c_0") if self.mode == "LSTM" else ("h_0",)
-        states = _initial_state(owner, hx, names, shape, (stacked, batch, self.hidden_size), dtype)
+        sizes = (self.proj_size or self.hidden_size, self.hidden_size)[:len(names)]
+        states = initial_state(owner, hx, names, shape, (stacked, batch, self.hidden_size), dtype, sizes)
         states = list(zip(*(F.unbind(s) for s in states), strict=True))  # one per layer and direction
         for state in states:
             for name, v in zip(names, state, strict=True):
@@ -201,7 +216,7 @@ class _RNNBase(Module):
 
         if not batched:
             output = output.reshape(steps, -1)
-            final = [s.reshape(shape) for s in final]
+            final = [s.reshape(shape[:-1] + s.shape[-1:]) for s in final]
         elif self.batch_first:
             output = output.transpose(1, 0, 2)
         final = tuple(final) if self.mode == "LSTM" else final[0]
@@ -209,31 +224,13 @@ class _RNNBase(Module):
             return output, final
         return output, final, self._all_states(runs, states, batched)
 
-    def _valid_steps(self, lengths, steps, batch):
-        """None, or the mask (T, B, 1) of the steps inside each sequence of a padded batch."""
-        if lengths is None:
-            return None
-        owner = type(self).__name__
-        lengths = np.asarray(getattr(lengths, "data", lengths))
-        if lengths.ndim != 1 or (lengths.size and lengths.dtype.kind not in "iu"):
-            raise TypeError(f"{owner}: lengths must be a 1-d sequence of integers, got shape "
-                            f"{lengths.shape} and dtype {lengths.dtype}")
-        if len(lengths) != batch:
-            raise ValueError(f"{owner}: {len(lengths)} lengths for a batch of {batch} sequences")
-        if lengths.min() < 1 or lengths.max() > steps:
-            raise ValueError(f"{owner}: lengths must lie in 1..{steps} (the padded sequence length), "
-                             f"got {lengths.tolist()}")
-        if (lengths == steps).all():
-            return None
-        return (np.arange(steps)[:, None] < lengths)[:, :, None]
-
     def _variational_masks(self, batch, input_size, dtype):
         """The masks (x, h) of variational dropout for one layer and direction, or (None, None)."""
         p = self.variational_dropout
         if not (self.training and p):
             return None, None
         return (F.dropout_mask((batch, input_size), p, dtype),
-                F.dropout_mask((batch, self.hidden_size), p, dtype))
+                F.dropout_mask((batch, self.proj_size or self.hidden_size), p, dtype))
 
     def _run(self, x, state, layer, reverse, valid, all_states):
         """One direction of one layer over the sequence x (T, B, in): a :class:`_Run`.
@@ -245,23 +242,15 @@ class _RNNBase(Module):
         with tg.scope(name):
             x_mask, h_mask = self._variational_masks(batch, x.shape[2], x.dtype)
             composed = all_states or (h_mask is not None and self.mode == "GRU")
-            equations = _Equations(self, self._suffix(layer, reverse), composed=composed,
-                                   sequence=(steps, batch))
-            input_gates = F.unbind(equations.input_side(x if x_mask is None else x * x_mask))
+            cell = CellEquations(self, self._suffix(layer, reverse), composed=composed,
+                                 sequence=(steps, batch))
+            input_gates = F.unbind(cell.project_input(x if x_mask is None else x * x_mask))
             for v in input_gates:
                 v.name = "x W_ihᵀ + b"  # each step's input side of the gates, as drawings label it
-            # Recorded, the steps write into arrays laid out for the whole sequence (kept for
-            # backward anyway); otherwise each step's arrays are freed as soon as it is done.
-            hidden = equations.hidden_side
-            recorded = tg.is_grad_enabled() and any(
-                v is not None and v.requires_grad
-                for v in (input_gates[0], hidden.weight, hidden.bias, *state))
-            arrays = StepArrays(steps) if recorded else None
             run = _Run(steps, valid)
             for t in reversed(range(steps)) if reverse else range(steps):
-                step = None if arrays is None else arrays.step(t)
                 with tg.scope(f"t={t}"):
-                    new, gates = equations.step(input_gates[t], state, h_mask, step)
+                    new, gates = cell.step(input_gates[t], state, h_mask)
                     if valid is not None and not valid[t].all():
                         # A sequence past its end keeps its state: h_n is the state at its last
                         # step, and the reverse direction starts there from h_0.
@@ -286,13 +275,15 @@ class _RNNBase(Module):
             h=gather([run.output for run in runs]),
             c=gather([run.stacked(1) for run in runs]) if self.mode == "LSTM" else None,
             gates={name: gather([F.stack([gates[i] for gates in run.gates]) for run in runs])
-                   for i, name in enumerate(_GATE_NAMES[self.mode])},
+                   for i, name in enumerate(GATE_NAMES[self.mode])},
             steps=tuple(tuple(run.states) for run in runs),
             initial=tuple(initial),
             directions=self._directions)
 
     def extra_repr(self):
         text = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            text += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             text += f", num_layers={self.num_layers}"
         if self.mode == "RNN_RELU":
@@ -305,10 +296,23 @@ class _RNNBase(Module):
             text += f", dropout={self.dropout}"
         if self.bidirectional:
             text += ", bidirectional=True"
-        text += _variant_repr(self)
+        text += variant_repr(self)
         if self.variational_dropout:
             text += f", variational_dropout={self.variational_dropout}"
         return text + ("" if self.fused else ", fused=False")
+
+
+def _check_proj_size(owner, proj_size, hidden_size, variant):
+    """PyTorch's checks of an LSTM's ``proj_size``; projections do not combine with the variants."""
+    if isinstance(proj_size, bool) or not isinstance(proj_size, int) or proj_size < 0:
+        raise ValueError(f"{owner}: proj_size should be a positive integer or zero to disable projections, "
+                         f"got {proj_size!r}")
+    if proj_size >= hidden_size:
+        raise ValueError(f"{owner}: proj_size has to be smaller than hidden_size, got proj_size={proj_size} "
+                         f"and hidden_size={hidden_size}")
+    used = [name for name in ("peephole", "layer_norm") if variant.get(name)]
+    if proj_size and used:
+        raise ValueError(f"{owner}: proj_size={proj_size} does not combine with {' and '.join(used)}=True")
 
 
 class _Run:
@@ -335,7 +339,7 @@ class RNN(_RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, *, variational_dropout=0.0, fused=True):
-        super().__init__(_rnn_mode("RNN", nonlinearity), input_size, hidden_size, num_layers, bias,
+        super().__init__(rnn_mode("RNN", nonlinearity), input_size, hidden_size, num_layers, bias,
                          batch_first, dropout, bidirectional, fused, variational_dropout)
         self.nonlinearity = nonlinearity
 
@@ -347,16 +351,19 @@ class LSTM(_RNNBase):
         cₜ = f ⊙ cₜ₋₁ + i ⊙ g,   hₜ = o ⊙ tanh(cₜ)
 
     ``forward(x, (h_0, c_0))`` returns ``(output, (h_n, c_n))``; see ``forward`` for shapes.
+    ``proj_size=P`` (0 < P < H): PyTorch's LSTM with projections, hₜ = (o ⊙ tanh cₜ) W_hrᵀ of
+    size P (weight_hr_l{k}, (P, H); Wₕₕ is (4H, P)), so h_0, h_n and the output have P
+    features where c has H; a step then runs the composed cell.
     ``peephole``, ``layer_norm`` and ``forget_bias``: see :mod:`nn.cells`;
     ``variational_dropout``: the module docstring.
     """
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, peephole=False, layer_norm=False, forget_bias=0.0,
-                 variational_dropout=0.0, fused=True):
+                 dropout=0.0, bidirectional=False, proj_size=0, *, peephole=False, layer_norm=False,
+                 forget_bias=0.0, variational_dropout=0.0, fused=True):
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, fused, variational_dropout, peephole=peephole, layer_norm=layer_norm,
-                         forget_bias=forget_bias)
+                         bidirectional, fused, variational_dropout, proj_size, peephole=peephole,
+                         layer_norm=layer_norm, forget_bias=forget_bias)
 
 
 class GRU(_RNNBase):

@@ -11,8 +11,11 @@ adding_problem         (T, B, 2) value and marker      (B, 1) sum of the two mar
 word_detection         (T, B) character ids            (T, B) 1 where the word ends, else 0
 sentiment_phrases      (T, B) word ids, (B,) lengths   (B,) 1 positive, 0 negative
 reverse_digits         (L, B) digits                   (L, B) the digits reversed
+reverse_strings        (S, B) symbol ids, (B,) lengths (S + 1, B) BOS + reversal, reversal + EOS
 noisy_sine             (T, B, 1) noisy samples         (T, B, 1) the clean next sample
 next_token             (T, B) token ids                (T - offset, B) the token ``offset`` ahead
+embedded_reber         (T, B) symbol ids               (T, B) the next symbol, (T, B, 7) legal ones
+copy_task              (T, B) symbol ids               (T, B) blank, then the first symbols
 shape_captions         (B, 3, 8, 24) RGB images        (T, B) caption word ids, then END
 =====================  ==============================  ===================================
 """
@@ -23,7 +26,8 @@ import numpy as np
 
 __all__ = [
     "adding_problem", "word_detection", "sentiment_phrases", "SENTIMENT_VOCAB", "reverse_digits",
-    "noisy_sine", "next_token", "shape_captions", "CAPTION_VOCAB", "caption_text",
+    "noisy_sine", "next_token", "reverse_strings", "PAD", "BOS", "EOS",
+    "REBER_SYMBOLS", "embedded_reber", "copy_task", "shape_captions", "CAPTION_VOCAB", "caption_text",
 ]
 
 
@@ -148,6 +152,41 @@ def reverse_digits(rng, batch_size, length, num_digits=10):
     return source, source[::-1].copy()
 
 
+PAD, BOS, EOS = 0, 1, 2  # the special tokens of reverse_strings; symbols are 3, 4, ...
+
+
+def reverse_strings(rng, batch_size, min_length, max_length, num_symbols=8):
+    """Strings of varying length and their reversals, for encoder–decoder models.
+
+    Each string has a length drawn uniformly from [min_length, max_length] and symbols drawn
+    uniformly from ``num_symbols`` ids 3 .. num_symbols + 2 (0 is PAD, 1 is BOS, 2 is EOS, so
+    the vocabulary has num_symbols + 3 tokens). Returns
+
+    - source, int64 (S, B): the strings, padded with PAD to S = the longest length drawn;
+    - lengths, int64 (B,);
+    - decoder_inputs, int64 (S + 1, B): BOS then the reversal (the decoder's previous tokens);
+    - targets, int64 (S + 1, B): the reversal then EOS, padded with PAD (a loss ignores it).
+    """
+    rng = np.random.default_rng(rng)
+    for name, value in (("batch_size", batch_size), ("min_length", min_length), ("num_symbols", num_symbols)):
+        _check_size("reverse_strings", name, value)
+    if max_length < min_length:
+        raise ValueError(f"reverse_strings: max_length={max_length} is below min_length={min_length}")
+    lengths = rng.integers(min_length, max_length + 1, batch_size).astype(np.int64)
+    S = int(lengths.max())
+    source = np.full((S, batch_size), PAD, dtype=np.int64)
+    decoder_inputs = np.full((S + 1, batch_size), PAD, dtype=np.int64)
+    targets = np.full((S + 1, batch_size), PAD, dtype=np.int64)
+    decoder_inputs[0] = BOS
+    for b, n in enumerate(lengths):
+        string = rng.integers(3, num_symbols + 3, n)
+        source[:n, b] = string
+        decoder_inputs[1:n + 1, b] = string[::-1]
+        targets[:n, b] = string[::-1]
+        targets[n, b] = EOS
+    return source, lengths, decoder_inputs, targets
+
+
 def noisy_sine(rng, batch_size, seq_len, noise=0.1, frequency=(0.1, 0.3)):
     """Noisy samples of sine waves and the clean next sample, for time-series prediction.
 
@@ -189,6 +228,95 @@ def next_token(rng, batch_size, seq_len, num_tokens, offset=1):
     _check_size("next_token", "seq_len", seq_len, minimum=offset + 1)
     ids = rng.integers(0, num_tokens, (seq_len, batch_size), dtype=np.int64)
     return ids, ids[offset:].copy()
+
+
+REBER_SYMBOLS = "BTSXPVE"
+"""The symbols of the (embedded) Reber grammar; a symbol's id is its index."""
+
+# Reber's grammar as a finite automaton, state: ((symbol, next state), ...); None ends the string.
+# Each state's symbols differ, so a prefix of a string determines the state it leads to.
+_REBER = {0: (("B", 1),), 1: (("T", 2), ("P", 3)), 2: (("S", 2), ("X", 4)), 3: (("T", 3), ("V", 5)),
+          4: (("X", 3), ("S", 6)), 5: (("P", 4), ("V", 6)), 6: (("E", None),)}
+
+
+def _reber_string(rng):
+    """A string of Reber's grammar, with the symbols that may follow each of its prefixes."""
+    symbols, legal, state = [], [], 0
+    while state is not None:
+        choices = _REBER[state]
+        legal.append({symbol for symbol, _ in choices})
+        symbol, state = choices[rng.integers(len(choices))]
+        symbols.append(symbol)
+    return symbols, legal
+
+
+def embedded_reber(rng, batch_size):
+    """Strings of the embedded Reber grammar (Cleeremans et al., 1989; Hochreiter & Schmidhuber, 1997).
+
+    A string is B, then T or P, then a string of Reber's grammar (itself from B to E), then
+    the same T or P again, then E: "BTBTXSETE", "BPBPVVEPE". The task is to predict, at
+    every symbol, the next one. Inside the Reber string the next symbol is one of at most
+    two, which the last few symbols decide; the next-to-last symbol is the second one again,
+    which only a network that remembered it across the whole inner string can predict.
+
+    A prediction is *legal* if its largest scores are exactly those of the symbols that may
+    follow (Hochreiter & Schmidhuber's criterion: the possible next symbols are the most
+    active outputs). ``legal[t, b]`` marks the symbols that may follow symbols 0..t of
+    string b.
+
+    Returns ids, int64 of shape (T, batch_size) (indices into :data:`REBER_SYMBOLS`, T the
+    longest string, padded with 0 after each string's end), targets, int64 of the same
+    shape, the next symbol of each step and -100 (the cross-entropy's ``ignore_index``)
+    where there is none (the last E and the padding), and legal, bool of shape
+    (T, batch_size, 7), False wherever the target is -100.
+    """
+    rng = np.random.default_rng(rng)
+    _check_size("embedded_reber", "batch_size", batch_size)
+    strings = []
+    for _ in range(batch_size):
+        branch = "TP"[rng.integers(2)]
+        inner, inner_legal = _reber_string(rng)
+        strings.append((["B", branch, *inner, branch, "E"], [{"T", "P"}, *inner_legal, {branch}, {"E"}]))
+    steps = max(len(symbols) for symbols, _ in strings)
+    ids = np.zeros((steps, batch_size), dtype=np.int64)
+    targets = np.full((steps, batch_size), -100, dtype=np.int64)
+    legal = np.zeros((steps, batch_size, len(REBER_SYMBOLS)), dtype=bool)
+    for column, (symbols, follow) in enumerate(strings):
+        codes = [REBER_SYMBOLS.index(symbol) for symbol in symbols]
+        ids[:len(codes), column] = codes
+        targets[:len(codes) - 1, column] = codes[1:]
+        for t, allowed in enumerate(follow):
+            legal[t, column, [REBER_SYMBOLS.index(symbol) for symbol in allowed]] = True
+    return ids, targets, legal
+
+
+def copy_task(rng, batch_size, delay, length=10, num_symbols=8):
+    """The copy task (Hochreiter & Schmidhuber, 1997; Arjovsky et al., 2016): repeat symbols seen long ago.
+
+    Ids 1..num_symbols are data, 0 is the blank and num_symbols + 1 the delimiter. The input
+    is ``length`` data symbols drawn uniformly, ``delay - 1`` blanks, the delimiter and
+    ``length`` more blanks, delay + 2·length steps in all; the target is blank for the first
+    delay + length steps and then the data symbols, in order. So the first symbol must be
+    kept for delay + length steps.
+
+    A network without memory can learn only that the answer is blank until the delimiter,
+    and then guess uniformly among the data symbols: its cross-entropy per step is
+    length·ln(num_symbols) / (delay + 2·length), 10·ln 8 / (T + 20) in the classic setting
+    (length 10, 8 symbols, delay T).
+
+    Returns ids and targets, int64 of shape (delay + 2·length, batch_size).
+    """
+    rng = np.random.default_rng(rng)
+    for name, value in (("batch_size", batch_size), ("delay", delay), ("length", length),
+                        ("num_symbols", num_symbols)):
+        _check_size("copy_task", name, value)
+    data = rng.integers(1, num_symbols + 1, (length, batch_size), dtype=np.int64)
+    ids = np.zeros((delay + 2 * length, batch_size), dtype=np.int64)
+    ids[:length] = data
+    ids[length + delay - 1] = num_symbols + 1
+    targets = np.zeros_like(ids)
+    targets[length + delay:] = data
+    return ids, targets
 
 
 CAPTION_VOCAB = ("<pad>", "<start>", "<end>", "a", "two", "three", "red", "green", "blue", "yellow",

@@ -9,21 +9,25 @@ gradients stop at the window edge.
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 import tensorgrad as tg
-from nn.charlm import char_model, sample_text
+from nn.char_transformer import CharTransformer
+from nn.charlm import CharRNN, sample_text
 from nn.checkpoint import load, save
 from nn.clip import clip_grad_norm
 from nn.corpus import check_length, default_corpus, read_text
 from nn.data import CharVocab, StreamBatcher, detach_state
 from nn.losses import softmax_cross_entropy
 from nn.optim import Adam
+from nn.wavenet import CharWaveNet
 
 LOG2E = 1 / math.log(2)  # nats → bits
+PROGRESS_LINE_EVERY = 50  # steps between progress lines when the output is not a terminal
 
 
 @dataclass
@@ -34,6 +38,8 @@ class TrainConfig:
     model: str = "lstm"
     hidden: int = 128
     layers: int = 1
+    heads: int = 4  # transformer only
+    positions: str = "learned"  # transformer only: "learned" or "sinusoidal"
     seq_len: int = 64
     batch: int = 32
     steps: int = 2000
@@ -45,7 +51,8 @@ class TrainConfig:
     checkpoint_every: int = 100
 
     def validate(self):
-        positive = ("hidden", "layers", "seq_len", "batch", "steps", "sample_every", "checkpoint_every")
+        positive = ("hidden", "layers", "heads", "seq_len", "batch", "steps", "sample_every",
+                    "checkpoint_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
@@ -53,11 +60,26 @@ class TrainConfig:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if not self.clip > 0:
             raise ValueError(f"--clip must be > 0, got {self.clip}")
+        if self.model == "transformer" and self.hidden % self.heads:
+            raise ValueError(f"--hidden {self.hidden} must be a multiple of --heads {self.heads}")
 
     @classmethod
     def from_dict(cls, values):
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def build_model(vocab_size, config):
+    """The character model ``config`` describes: a :class:`CharRNN`, or with ``model="transformer"``
+    a :class:`CharTransformer` attending over windows of ``seq_len`` characters (no carried state),
+    or with ``model="wavenet"`` a :class:`CharWaveNet` of ``layers`` dilated blocks (receptive field
+    2^layers characters)."""
+    if config.model == "transformer":
+        return CharTransformer(vocab_size, config.hidden, config.layers, config.heads, context=config.seq_len,
+                               positions=config.positions)
+    if config.model == "wavenet":
+        return CharWaveNet(vocab_size, config.hidden, config.layers)
+    return CharRNN(vocab_size, config.hidden, config.layers, config.model)
 
 
 def checkpoint_path(out):
@@ -120,7 +142,7 @@ class Trainer:
                                                                            // (config.seq_len + 1))),
                                          config.seq_len)
         tg.manual_seed(config.seed)
-        self.model = char_model(len(self.vocab), config.hidden, config.layers, config.model)
+        self.model = build_model(len(self.vocab), config)
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
 
     def _restore(self, config):
@@ -200,9 +222,13 @@ class Trainer:
             self.log(f"a WaveNet carries no recurrent state: each prediction sees the last "
                      f"{self.model.receptive_field} characters (its receptive field), the window's "
                      f"first ones read from the end of the previous window")
-        bar = tqdm(total=config.steps, initial=self.step, disable=not self.progress,
+        # On a terminal, a bar redrawn in place; in a log file or CI, where every redraw would
+        # stay as a line of carriage returns, one plain line every PROGRESS_LINE_EVERY steps.
+        terminal = self.progress and sys.stderr.isatty()
+        lines = self.progress and not terminal
+        bar = tqdm(total=config.steps, initial=self.step, disable=not terminal, file=sys.stderr,
                    unit="step", dynamic_ncols=True)
-        write = bar.write if self.progress else self.log
+        write = bar.write if terminal else self.log
         speed = None
         try:
             while self.step < config.steps:
@@ -212,6 +238,9 @@ class Trainer:
                 speed = current if speed is None else 0.9 * speed + 0.1 * current  # a steady reading
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.3f}", bpc=f"{loss * LOG2E:.3f}", chars_s=f"{speed:,.0f}")
+                if lines and (self.step % PROGRESS_LINE_EVERY == 0 or self.step == config.steps):
+                    self.log(f"step {self.step}/{config.steps}: loss {loss:.3f} nats ({loss * LOG2E:.3f} "
+                             f"bpc), {speed:,.0f} characters/s")
                 if self.step % config.sample_every == 0 or self.step == 1:
                     val = evaluate(self.model, self.val_batches, max_windows=8)
                     self.validation.append((self.step, val))

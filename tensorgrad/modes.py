@@ -1,16 +1,18 @@
 """Recording modes: gradient mode, recording scopes and anomaly detection.
 
-All three are process-wide switches read by :class:`tensorgrad.Function` each time it is
-called. They are context managers; ``no_grad`` and ``enable_grad`` are also decorators.
+All three are switches of the calling thread, read by :class:`tensorgrad.Function` each
+time it is called: as in PyTorch, ``no_grad()`` in one thread leaves recording on in the
+others, and every new thread starts with recording on. They are context managers;
+``no_grad`` and ``enable_grad`` are also decorators.
 """
 
 import contextlib
+import threading
 
 
-class _State:
-    """The switches every Function call reads (one object, so lookups stay cheap)."""
-
-    __slots__ = ("grad_enabled", "scope", "anomaly")
+class _State(threading.local):
+    """The switches every Function call reads, one set per thread (``__init__`` runs again
+    in each thread that reads them)."""
 
     def __init__(self):
         self.grad_enabled = True

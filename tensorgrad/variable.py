@@ -1,5 +1,7 @@
 """The Variable: an ndarray with a gradient and a link to the Function that created it."""
 
+import math
+
 import numpy as np
 
 _NUMERIC_KINDS = "biuf"
@@ -112,11 +114,34 @@ class Variable:
 
     def item(self):
         """The value of a one-element Variable as a Python number."""
+        if self.size != 1:
+            raise ValueError(f"item: only a one-element Variable has a value, this one has shape "
+                             f"{self.shape} ({self.size} elements)")
         return self.data.item()
 
     def numpy(self):
         """The data as an ndarray (shared, not copied)."""
         return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        """``np.asarray(v)``: the data (not recorded; gradients do not flow through NumPy)."""
+        if copy is False and dtype is not None and np.dtype(dtype) != self.dtype:
+            raise ValueError(f"__array__: cannot give dtype {np.dtype(dtype)} without a copy of "
+                             f"the {self.dtype} data")
+        array = self.data if dtype is None else self.data.astype(dtype, copy=False)
+        return array.copy() if copy else array
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.size != 1:
+            raise ValueError(f"bool: the truth value of a Variable of shape {self.shape} is "
+                             "ambiguous; use (v != 0).data.any() or .all()")
+        return bool(self.data.item())
 
     # ----------------------------------------------------------------- gradients
     def backward(self, grad=None, *, retain_grad=False, create_graph=False):
@@ -210,6 +235,54 @@ class Variable:
     def max(self, axis=None, keepdims=False):
         return F.max(self, axis, keepdims)
 
+    def squeeze(self, axis=None):
+        """Drop axes of length 1: all of them, or those of ``axis`` that have length 1 (as
+        PyTorch, an axis of another length is kept)."""
+        axes = range(self.ndim) if axis is None else _axes(axis, self.ndim, "squeeze")
+        drop = {a for a in axes if a < self.ndim and self.shape[a] == 1}
+        return F.reshape(self, tuple(n for a, n in enumerate(self.shape) if a not in drop))
+
+    def unsqueeze(self, axis):
+        """Insert an axis of length 1 at ``axis`` (in -ndim-1 .. ndim, as PyTorch)."""
+        (axis,) = _axes(axis, self.ndim + 1, "unsqueeze")
+        return F.reshape(self, self.shape[:axis] + (1,) + self.shape[axis:])
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        """Merge the axes ``start_dim`` .. ``end_dim`` into one (PyTorch's ``flatten``)."""
+        if self.ndim == 0:
+            return F.reshape(self, (1,))
+        start, end = _axes((start_dim, end_dim), self.ndim, "flatten", keep_order=True)
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} "
+                             f"for shape {self.shape}")
+        merged = math.prod(self.shape[start:end + 1])
+        return F.reshape(self, self.shape[:start] + (merged,) + self.shape[end + 1:])
+
+    def ravel(self):
+        """All elements in one axis (NumPy's ``ravel``)."""
+        return F.reshape(self, (-1,))
+
+    def abs(self):
+        return F.abs(self)
+
+    def exp(self):
+        return F.exp(self)
+
+    def log(self):
+        return F.log(self)
+
+    def sqrt(self):
+        return F.sqrt(self)
+
+    def tanh(self):
+        return F.tanh(self)
+
+    def sigmoid(self):
+        return F.sigmoid(self)
+
+    def relu(self):
+        return F.relu(self)
+
     def astype(self, dtype):
         return F.astype(self, dtype)
 
@@ -253,13 +326,72 @@ class Variable:
     def __rmatmul__(self, other):
         return F.matmul(other, self)
 
+    def __mod__(self, other):
+        return F.remainder(self, other)
+
+    def __rmod__(self, other):
+        return F.remainder(other, self)
+
     def __neg__(self):
         return F.neg(self)
 
     def __pos__(self):
         return self
 
+    def __abs__(self):
+        return F.abs(self)
+
+    # Comparisons are not differentiable: a boolean Variable that needs no gradient, as in
+    # PyTorch. ``==`` compares values; hashing stays by identity (the engine keeps Variables
+    # in sets and dicts, which compare hashes first, and never compares Variables with ==).
+    def __eq__(self, other):
+        return _compare(np.equal, "==", self, other)
+
+    def __ne__(self, other):
+        return _compare(np.not_equal, "!=", self, other)
+
+    def __lt__(self, other):
+        return _compare(np.less, "<", self, other)
+
+    def __le__(self, other):
+        return _compare(np.less_equal, "<=", self, other)
+
+    def __gt__(self, other):
+        return _compare(np.greater, ">", self, other)
+
+    def __ge__(self, other):
+        return _compare(np.greater_equal, ">=", self, other)
+
     __hash__ = object.__hash__  # Variables are graph nodes: identity, not value
+
+
+def _axes(axis, ndim, op, keep_order=False):
+    """``axis`` (an int or a sequence of them) as non-negative axes of ``ndim`` dimensions."""
+    given = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    for a in given:
+        if not -max(ndim, 1) <= a < max(ndim, 1):
+            raise IndexError(f"{op}: axis {a} is out of range for {ndim} dimensions")
+    axes = tuple(int(a) % max(ndim, 1) for a in given)
+    return axes if keep_order else tuple(sorted(set(axes)))
+
+
+def _compare(ufunc, symbol, x, other):
+    """``x <symbol> other`` elementwise, as a boolean Variable without gradient."""
+    if other is None:  # e.g. list.count(None) over gradients: at once, no exception raised
+        return NotImplemented
+    if isinstance(other, Variable):
+        other = other.data
+    else:
+        try:
+            other = as_array(other, x)
+        except TypeError:  # None, a string, any other object: Python falls back to identity
+            return NotImplemented  # for == and !=, and raises a TypeError for <
+    try:
+        np.broadcast_shapes(x.shape, other.shape)
+    except ValueError:
+        raise ValueError(f"{symbol}: shapes {x.shape} and {other.shape} do not broadcast "
+                         "together") from None
+    return Variable._result(np.asarray(ufunc(x.data, other)), False)
 
 
 def as_variable(value, like=None):

@@ -11,8 +11,16 @@ import pytest
 
 @pytest.fixture
 def torch():
-    """The torch module, or skip the test where PyTorch is not installed."""
-    torch = pytest.importorskip("torch")
+    """The torch module, or skip the test where PyTorch is not installed.
+
+    In CI (``CI=true``) the README's test command has installed PyTorch, so its absence is
+    an error there: a skip would hide a missing install step behind a green run.
+    """
+    if os.environ.get("CI") == "true":
+        import torch
+    else:
+        torch = pytest.importorskip("torch", reason="PyTorch is not installed (the 'oracle' extra): "
+                                    "no comparison with it")
     torch.set_num_threads(1)
     return torch
 

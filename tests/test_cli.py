@@ -12,6 +12,8 @@ from nn.cli import main
 
 TINY = ["--hidden", "16", "--batch", "4", "--seq-len", "12", "--lr", "0.01", "--quiet",
         "--sample-every", "1000", "--checkpoint-every", "5"]
+MODEL_OPTIONS = {"lstm": [], "transformer": ["--model", "transformer", "--heads", "2"],
+                 "wavenet": ["--model", "wavenet", "--layers", "3"]}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +41,9 @@ def one_line_error(capsys, code):
     return lines[0]
 
 
-def test_train_learns_and_writes_checkpoint_and_curve(tmp_path, corpus, capsys):
-    code, out = train(tmp_path, corpus, "--steps", "60")
+@pytest.mark.parametrize("model", sorted(MODEL_OPTIONS))
+def test_train_learns_and_writes_checkpoint_and_curve(tmp_path, corpus, capsys, model):
+    code, out = train(tmp_path, corpus, "--steps", "60", *MODEL_OPTIONS[model])
     assert code == 0
     saved = nn.load(os.path.join(out, "checkpoint.npz"))
     losses = saved["history"]["loss"]
@@ -52,9 +55,10 @@ def test_train_learns_and_writes_checkpoint_and_curve(tmp_path, corpus, capsys):
     assert "bits" in printed and "validation" in printed
 
 
-def test_resume_continues_exactly(tmp_path, corpus):
-    assert train(tmp_path, corpus, "--steps", "20", name="straight")[0] == 0
-    assert train(tmp_path, corpus, "--steps", "10", name="split")[0] == 0
+@pytest.mark.parametrize("model", sorted(MODEL_OPTIONS))
+def test_resume_continues_exactly(tmp_path, corpus, model):
+    assert train(tmp_path, corpus, "--steps", "20", *MODEL_OPTIONS[model], name="straight")[0] == 0
+    assert train(tmp_path, corpus, "--steps", "10", *MODEL_OPTIONS[model], name="split")[0] == 0
     assert main(["train", "--out", str(tmp_path / "split"), "--steps", "20", "--resume", "--quiet"]) == 0
     straight = nn.load(str(tmp_path / "straight" / "checkpoint.npz"))
     resumed = nn.load(str(tmp_path / "split" / "checkpoint.npz"))
@@ -63,8 +67,9 @@ def test_resume_continues_exactly(tmp_path, corpus):
         np.testing.assert_allclose(resumed["model"][name], value, rtol=1e-5, atol=1e-6)
 
 
-def test_sample_is_reproducible_with_a_seed(tmp_path, corpus, capsys):
-    _, out = train(tmp_path, corpus, "--steps", "5")
+@pytest.mark.parametrize("model", sorted(MODEL_OPTIONS))
+def test_sample_is_reproducible_with_a_seed(tmp_path, corpus, capsys, model):
+    _, out = train(tmp_path, corpus, "--steps", "5", *MODEL_OPTIONS[model])
     capsys.readouterr()
     checkpoint = os.path.join(out, "checkpoint.npz")
     samples = []
@@ -74,6 +79,16 @@ def test_sample_is_reproducible_with_a_seed(tmp_path, corpus, capsys):
         samples.append(capsys.readouterr().out)
     assert samples[0] == samples[1] != samples[2]
     assert samples[0].startswith("the ") and len(samples[0].rstrip("\n")) == 84
+
+
+def test_transformer_positions_and_heads(tmp_path, corpus, capsys):
+    options = [*MODEL_OPTIONS["transformer"], "--positions", "sinusoidal"]
+    code, out = train(tmp_path, corpus, "--steps", "5", *options)
+    saved = nn.load(os.path.join(out, "checkpoint.npz"))
+    assert code == 0 and str(saved["config"]["positions"]) == "sinusoidal"
+    assert not any(name.startswith("position.") for name in saved["model"])  # a fixed table: no parameters
+    code, _ = train(tmp_path, corpus, "--steps", "5", "--model", "transformer", "--heads", "3", name="bad")
+    assert "--hidden 16 must be a multiple of --heads 3" in one_line_error(capsys, code)
 
 
 @pytest.mark.parametrize("content, message", [
@@ -127,7 +142,7 @@ def test_resume_without_checkpoint(tmp_path, capsys):
     assert "no checkpoint" in one_line_error(capsys, code)
 
 
-@pytest.mark.parametrize("model", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("model", ["lstm", "gru", "rnn", "wavenet"])
 def test_graph_writes_dot_source(tmp_path, capsys, model):
     out = tmp_path / "g.dot"
     assert main(["graph", "--model", model, "--steps", "3", "--out", str(out)]) == 0
@@ -156,3 +171,13 @@ def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "nn", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "train" in result.stdout and "sample" in result.stdout and "graph" in result.stdout
+
+
+@pytest.mark.parametrize("bug", [TypeError("internal"), KeyError("internal"), RuntimeError("internal")])
+def test_a_library_bug_shows_its_traceback_instead_of_a_one_line_error(tmp_path, corpus, monkeypatch, bug):
+    def broken(self):
+        raise bug
+
+    monkeypatch.setattr(nn.trainer.Trainer, "run", broken)
+    with pytest.raises(type(bug), match="internal"):
+        main(["train", "--text", corpus, "--out", str(tmp_path / "out"), *TINY])

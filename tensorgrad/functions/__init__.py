@@ -9,6 +9,7 @@ from tensorgrad.functions.arithmetic import (
     Mul,
     Neg,
     Pow,
+    Remainder,
     Sub,
     add,
     astype,
@@ -18,8 +19,10 @@ from tensorgrad.functions.arithmetic import (
     mul,
     neg,
     pow,
+    remainder,
     sub,
 )
+from tensorgrad.functions.attention import Erf, erf, gelu, scaled_dot_product_attention
 from tensorgrad.functions.cells import (
     FusedGRUCell,
     FusedLSTMCell,
@@ -30,6 +33,7 @@ from tensorgrad.functions.cells import (
 )
 from tensorgrad.functions.convolution import Fold, Pad, Unfold, causal_conv1d, conv1d, conv1d_padding, pad
 from tensorgrad.functions.elementwise import (
+    Abs,
     Clip,
     Exp,
     Log,
@@ -40,6 +44,7 @@ from tensorgrad.functions.elementwise import (
     Sqrt,
     Tanh,
     Where,
+    abs,
     clip,
     exp,
     log,
@@ -88,15 +93,16 @@ from tensorgrad.functions.shape import (
 )
 
 __all__ = [
-    "add", "sub", "mul", "div", "neg", "pow", "matmul", "linear", "astype",
-    "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "clip", "maximum", "where",
+    "add", "sub", "mul", "div", "neg", "pow", "remainder", "matmul", "linear", "astype",
+    "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "clip", "maximum", "where",
     "sum", "mean", "max", "logsumexp", "softmax", "log_softmax",
     "reshape", "transpose", "broadcast_to", "sum_to", "getitem", "concat", "stack", "split", "unbind",
     "embedding", "dropout", "dropout_mask", "rnn_cell", "lstm_cell", "gru_cell",
     "pad", "conv1d", "causal_conv1d", "conv1d_padding", "Pad", "Unfold", "Fold",
-    "Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Linear", "AsType",
-    "Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "ReLU", "Clip", "Maximum", "Where", "Mask",
+    "Add", "Sub", "Mul", "Div", "Neg", "Pow", "Remainder", "MatMul", "Linear", "AsType",
+    "Abs", "Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "ReLU", "Clip", "Maximum", "Where", "Mask",
     "Sum", "Mean", "Max", "LogSumExp", "Softmax", "LogSoftmax",
     "Reshape", "Transpose", "BroadcastTo", "SumTo", "GetItem", "GetItemGrad", "Concat",
     "Stack", "Split", "Unbind", "Embedding", "EmbeddingGrad", "FusedRNNCell", "FusedLSTMCell", "FusedGRUCell",
+    "erf", "gelu", "scaled_dot_product_attention", "Erf",
 ]

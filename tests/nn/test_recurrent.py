@@ -534,3 +534,38 @@ def test_states_are_named_for_drawings():
     fused, _ = nn.GRU(IN, H)(np.zeros((T, B, IN), np.float32))
     cells = [f for f in recorded_functions(fused) if f.op == "gru_cell"]
     assert {cell.inputs[0].name for cell in cells} == {"x W_ihᵀ + b"}
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_gradients_handed_out_by_one_pass_survive_the_next(kind):
+    """Each backward pass over the same graph hands out gradients of its own."""
+    model = getattr(nn, kind)(3, 4, bidirectional=True).double()
+    output, _ = model(np.random.default_rng(3).standard_normal((5, 2, 3)))
+    loss = (output * output).sum()
+    cells = [f for f in tg.autograd.reachable_functions([loss]) if f.op.endswith("_cell")]
+    input_gates = [f.inputs[0] for f in cells]
+    first = tg.grad(loss, input_gates)
+    kept = [g.data.copy() for g in first]
+    second = tg.grad(loss * 3.0, input_gates)
+    for g, k, g3 in zip(first, kept, second, strict=True):
+        np.testing.assert_array_equal(g.data, k)
+        np.testing.assert_allclose(g3.data, 3 * k, rtol=1e-12)
+
+
+def test_detect_anomaly_reports_an_inf_in_the_input_at_the_users_line_and_the_layers_scope():
+    lstm = nn.LSTM(2, 3, num_layers=2)
+    x = np.zeros((5, 1, 2), np.float32)
+    h0 = np.zeros((2, 1, 3), np.float32)
+    x[3, 0, 1] = np.inf
+    with tg.detect_anomaly(), np.errstate(invalid="ignore"):
+        with pytest.raises(tg.AnomalyError) as error:
+            lstm(x)  # the line to report
+        message = str(error.value)
+        assert f"{__file__}:" in message and message.endswith("lstm(x)  # the line to report")
+        # the input projection of the whole sequence, in the layer's scope; the bad step's index first
+        assert "linear: output 0 of shape (5, 1, 12)" in message and "at index (3, 0, " in message
+        assert "in scope lstm.l0 at" in message
+        h0[1, 0, 2] = np.inf  # the second layer's initial state, as the layer splits h_0 into layers
+        with pytest.raises(tg.AnomalyError, match=r"^unbind: output 1 of shape \(1, 3\) .* at index \(0, 2\);"
+                                                  r" the Function was recorded at .*: lstm\(np.zeros"):
+            lstm(np.zeros((5, 1, 2), np.float32), (h0, h0))

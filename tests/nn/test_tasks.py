@@ -173,6 +173,8 @@ TASKS = {  # each makes a batch of ``batch`` sequences
     "reverse_digits": lambda rng, batch: tasks.reverse_digits(rng, batch, 6),
     "noisy_sine": lambda rng, batch: tasks.noisy_sine(rng, batch, 10),
     "next_token": lambda rng, batch: tasks.next_token(rng, batch, 10, 3),
+    "embedded_reber": lambda rng, batch: tasks.embedded_reber(rng, batch),
+    "copy_task": lambda rng, batch: tasks.copy_task(rng, batch, 10),
 }
 
 

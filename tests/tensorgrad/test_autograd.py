@@ -297,6 +297,7 @@ def test_unchain_backward_truncates_a_carried_state():
 
 
 # ------------------------------------------------------------------------- large graphs
+@pytest.mark.slow
 def test_a_100000_step_chain_back_propagates():
     # Recursion would overflow the stack; a quadratic backward would take hours.
     x = leaf(1.0)
@@ -310,6 +311,7 @@ def test_a_100000_step_chain_back_propagates():
     gc.collect()
 
 
+@pytest.mark.slow
 def test_a_50000_wide_fan_in_back_propagates():
     # One leaf feeds 50,000 Functions that all feed one: stack's backward fans out again.
     x = leaf(2.0)
@@ -338,3 +340,63 @@ def test_grad_takes_a_single_array_as_grad_outputs():
     y = x * x
     (g,) = tg.grad(y, x, grad_outputs=np.array([1.0, 0.0, 2.0]))
     np.testing.assert_allclose(g.data, [2.0, 0.0, 12.0])
+
+
+def test_grad_walks_no_function_recorded_before_its_inputs():
+    class Watched(tg.Function):
+        """y = 2x, noting when the backward pass looks at its inputs."""
+
+        walked = False
+
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, gy):
+            return gy * 2
+
+        @property
+        def inputs(self):
+            Watched.walked = True
+            return self._inputs
+
+        @inputs.setter
+        def inputs(self, value):
+            self._inputs = value
+
+    x = tg.Variable(np.ones(3))
+    middle = Watched()(x) * 3.0
+    Watched.walked = False
+    (g,) = tg.grad((middle * middle).sum(), [middle])
+    np.testing.assert_allclose(g.data, 2 * middle.data)
+    assert not Watched.walked
+    middle.sum().backward()  # a backward pass to the leaves does walk it
+    assert Watched.walked
+
+
+def test_numpy_backward_runs_unrecorded_and_backward_when_the_pass_is_recorded():
+    class Cube(tg.Function):
+        """y = x³ with both backwards, noting which one ran."""
+
+        calls = []
+
+        def forward(self, x):
+            return x ** 3
+
+        def backward(self, gy):
+            Cube.calls.append("backward")
+            x = self.inputs[0]
+            return gy * 3.0 * x * x
+
+        def numpy_backward(self, gy):
+            Cube.calls.append("numpy_backward")
+            assert isinstance(gy, np.ndarray)
+            return gy * 3.0 * self.inputs[0].data ** 2
+
+    x = leaf([1.0, -2.0])
+    Cube()(x).sum().backward()
+    assert Cube.calls == ["numpy_backward"] and x.grad.creator is None
+    np.testing.assert_allclose(x.grad.data, 3 * x.data ** 2)
+    (first,) = tg.grad(Cube()(x).sum(), x, create_graph=True)
+    assert Cube.calls == ["numpy_backward", "backward"] and first.creator is not None
+    (second,) = tg.grad(first.sum(), x)
+    np.testing.assert_allclose(second.data, 6 * x.data)

@@ -3,6 +3,7 @@ recorded Functions, and anomaly detection naming the Function and the user's sou
 
 import gc
 import re
+import threading
 import weakref
 
 import numpy as np
@@ -124,8 +125,8 @@ def recorded_here(source):
 def test_detect_anomaly_names_the_function_and_line_of_a_forward_nan():
     x = leaf([1.0, -1.0])
     with tg.detect_anomaly(), np.errstate(invalid="ignore"):
-        with pytest.raises(tg.AnomalyError, match=r"^log: output 0 of shape \(2,\) contains NaN or Inf"
-                                                   + recorded_here("F.log(x)")) as error:
+        with pytest.raises(tg.AnomalyError, match=r"^log: output 0 of shape \(2,\) contains NaN or Inf "
+                                                   r"at index \(1,\)" + recorded_here("F.log(x)")) as error:
             F.log(x)
     assert f":{error.value.__traceback__.tb_lineno}: " in str(error.value)  # the very line
 
@@ -136,7 +137,8 @@ def test_detect_anomaly_names_the_function_and_line_of_a_backward_nan():
         # sqrt is finite at 0, its derivative is not
         y = F.sqrt(x) * 2.0
         with pytest.raises(tg.AnomalyError, match=r"^sqrt: input gradient 0 of shape \(\) contains NaN "
-                                                   r"or Inf" + recorded_here("y = F.sqrt(x) * 2.0")):
+                                                   r"or Inf at index \(\)"
+                                                   + recorded_here("y = F.sqrt(x) * 2.0")):
             y.backward()
     assert x.grad is None
 
@@ -146,3 +148,29 @@ def test_without_detect_anomaly_nan_passes_silently():
     with np.errstate(divide="ignore"):
         F.sqrt(x).backward()
     assert np.isinf(x.grad.data)
+
+
+def test_grad_mode_and_scope_belong_to_the_thread_that_sets_them():
+    main_inside, other_inside, release = threading.Event(), threading.Event(), threading.Event()
+    x = tg.Variable(np.ones(2))
+    seen = {}
+
+    def other():
+        main_inside.wait()  # the main thread is inside no_grad and a scope now
+        y = x * 2
+        seen.update(enabled=tg.is_grad_enabled(), scope=y.creator and y.creator.scope)
+        with tg.no_grad():
+            other_inside.set()
+            release.wait()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with tg.no_grad(), tg.scope("main"):
+        main_inside.set()
+        other_inside.wait()
+        assert (x * 2).creator is None
+    z = x * 2  # while the other thread is inside its own no_grad
+    release.set()
+    thread.join()
+    assert seen == {"enabled": True, "scope": None}  # recorded, outside the main thread's scope
+    assert tg.is_grad_enabled() and z.creator is not None
