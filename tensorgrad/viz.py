@@ -46,7 +46,7 @@ _SCOPE_STYLE = 'shape=box3d fillcolor="#fff2cc"'
 _FOLD_STYLE = 'shape=box3d style="filled" gradientangle=0'
 _MARKER_STYLE = 'style="filled,dashed" fontsize=8 height=0.3 width=0.3 margin="0.04,0.02"'
 _CLUSTER_STYLE = 'style=rounded color="#999999" fontcolor="#555555"'
-_ROW_STYLE = 'label="" style=dashed color="#bbbbbb"'
+_ROW_STYLE = 'label="" class=row style=dashed color="#bbbbbb"'
 _SHARED_EDGE_STYLE = 'style=dashed color="#777777" fontsize=9 fontcolor="#555555"'
 _RANKDIR = {"right": "LR", "down": "TB"}  # time is the rank axis
 # nslimit bounds the network-simplex passes that place the nodes: the long edges of a big
@@ -394,7 +394,8 @@ def _draw_functions(functions, scopes, node_id, variables, members, home, labels
             scopes.units[unit].ops += 1
         step = scopes.step.get(function.scope)
         pairs = [(hidden.get(id(x)) or node_id[id(x)], node, step or variable_steps[id(x)])
-                 for x in function.inputs]
+                 for x in function.inputs  # a unit reads what comes from outside it
+                 if unit is None or x.creator is None or scopes.unit.get(x.creator.scope) != unit]
         pairs += [(node, hidden.get(id(y)) or node_id[id(y)], step or variable_steps[id(y)])
                   for y in _alive(function)]
         for tail, head, use in pairs:
@@ -440,10 +441,10 @@ def _fold_shared_uses(edges, home, labels, scopes, members):
             edges[i] = (marker[column], head, attributes, steps) if into else (tail, marker[column],
                                                                               attributes, steps)
             used |= steps
-        middle = marker[columns[len(columns) // 2 if into else -1]]
+        nearest = marker[columns[0 if into else -1]]  # the end of the row nearest to the outside node
         label = {"label": f"×{len(used)}", "row": row}
-        edges.append((outside, middle, dict(label, end="lhead"), set()) if into
-                     else (middle, outside, dict(label, end="ltail"), set()))
+        edges.append((outside, nearest, dict(label, end="lhead"), set()) if into
+                     else (nearest, outside, dict(label, end="ltail"), set()))
     return edges
 
 
