@@ -83,7 +83,7 @@ def ranks(rows, nodes, edges, operations, markers):
     the nodes that stand for collapsed or folded steps); ``markers``: the nodes that mark
     a use of something outside the rows.
     """
-    inside, outside = defaultdict(list), defaultdict(list)
+    inside = defaultdict(list)
     backward = defaultdict(int)  # row -> state edges right to left, minus those left to right
     for tail, head in edges:
         if tail in nodes and head in nodes and tail != head:

@@ -11,6 +11,7 @@ one node per Variable and per Function, edges in the direction data flows (input
 """
 
 import functools
+import html
 import itertools
 import math
 import operator
@@ -43,11 +44,11 @@ _VARIABLE_STYLE = {  # kind: (shape, fill colour when no gradient is shown)
 }
 _FUNCTION_STYLE = 'shape=box style="rounded,filled" fillcolor="#eeeeee"'
 _SCOPE_STYLE = 'shape=box3d fillcolor="#fff2cc"'
-_FOLD_STYLE = 'shape=box3d style="filled" gradientangle=0'
+_FOLD_STYLE = 'shape=box3d fillcolor="#fff2cc"'
 _MARKER_STYLE = 'style="filled,dashed" fontsize=8 height=0.3 width=0.3 margin="0.04,0.02"'
 _CLUSTER_STYLE = 'style=rounded color="#999999" fontcolor="#555555"'
 _ROW_STYLE = 'label="" class=row style=dashed color="#bbbbbb"'
-_SHARED_EDGE_STYLE = 'style=dashed color="#777777" fontsize=9 fontcolor="#555555"'
+_SHARED_EDGE_STYLE = 'style=dashed color="#777777" labelfontsize=9 labelfontcolor="#555555" labeldistance=1.5'
 _RANKDIR = {"right": "LR", "down": "TB"}  # time is the rank axis
 # nslimit bounds the network-simplex passes that place the nodes: the long edges of a big
 # graph can make dot spend minutes for a few pixels (small graphs come out the same).
@@ -142,7 +143,7 @@ def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, 
             home[node_id[key]] = column
     edges = _draw_functions(functions, scopes, node_id, (hidden, variable_steps), members, home, labels)
     for unit in scopes.units.values():
-        members[unit.container].append(_unit_line(unit, heat))
+        members[unit.container].append(_unit_line(unit, heat, time))
         labels[unit.node] = (_last(unit.scope), "box3d", "#fff2cc", "black")
         if unit.column is not None:
             home[unit.node] = unit.column
@@ -457,8 +458,9 @@ def _fold_norms(functions, scopes):
     squares = defaultdict(dict)  # step scope -> {id: ‖grad‖²}
     for function in functions:
         for x in function.inputs:
-            if x.creator is not None and x.grad is not None and scopes.is_state(x.creator.scope, function.scope):
-                squares[scopes.step[x.creator.scope]][id(x)] = float(np.vdot(x.grad.data, x.grad.data))
+            made = x.creator.scope if x.creator is not None else None
+            if x.grad is not None and made is not None and scopes.is_state(made, function.scope):
+                squares[scopes.step[made]][id(x)] = float(np.vdot(x.grad.data, x.grad.data))
     norms = {}
     for unit in scopes.units.values():
         if unit.folded:
@@ -506,25 +508,32 @@ def _variable_line(node, v, kind, name, heat):
     return line, (lines[0], shape, fill, font)
 
 
-def _unit_line(unit, heat):
-    """The DOT line of a collapsed scope's node, or of a column of folded steps."""
+def _unit_line(unit, heat, time):
+    """The DOT line of a collapsed scope's node, or of a column of folded steps.
+
+    Folded steps show, under their labels, a bar coloured from the gradient norm of the
+    state their first step passes on to that of their last, in the direction time runs.
+    """
     count = f"{unit.ops} op" + ("" if unit.ops == 1 else "s")
     if not unit.folded:
         return (f"\t{unit.node} [label={_quote(_last(unit.scope), count)} class=scope "
                 f"tooltip={_quote(unit.scope)} {_SCOPE_STYLE}]\n")
     lines = [unit.column.label, f"{len(unit.column.scopes)} steps, {count}"]
-    colours = 'fillcolor="#fff2cc"'
+    bar = ""
     if unit.node in heat:
-        first, last, fills, font = heat[unit.node]
+        first, last, fills = heat[unit.node]
         lines.append(f"|grad| {first:.1e} … {last:.1e}")
-        colours = f'fillcolor="{fills[0]}:{fills[1]}" fontcolor="{font}"'
-    return (f"\t{unit.node} [label={_quote(*lines)} class=folded tooltip={_quote(unit.scope)} "
-            f"{_FOLD_STYLE} {colours}]\n")
+        angle = 0 if time == "right" else 270
+        bar = f'<tr><td height="10" bgcolor="{fills[0]}:{fills[1]}" gradientangle="{angle}"></td></tr>'
+    rows = "".join(f"<tr><td>{html.escape(line)}</td></tr>" for line in lines)
+    table = f'<table border="0" cellborder="0" cellspacing="0" cellpadding="2">{rows}{bar}</table>'
+    return (f"\t{unit.node} [label=<{table}> class=folded tooltip={_quote(unit.scope)} "
+            f"{_FOLD_STYLE}]\n")
 
 
 def _heat_map(variables, fold_norms):
     """{id: (‖grad‖₂, fill colour, font colour)} for the Variables that have a gradient,
-    and {unit node: (first norm, last norm, (first fill, last fill), font)} for folded steps.
+    and {unit node: (first norm, last norm, (first fill, last fill))} for folded steps.
 
     log₁₀‖grad‖ is mapped linearly from the smallest (black) to the largest (yellow) norm
     of the graph, folded steps included; a zero gradient gets the darkest colour, NaN or
@@ -547,8 +556,7 @@ def _heat_map(variables, fold_norms):
     start = len(graded)
     for node, unit_norms in fold_norms.items():
         first, last = colours[start], colours[start + len(unit_norms) - 1]
-        font = "white" if first[2] == last[2] == "white" else "black"
-        heat[node] = (first[0], last[0], (first[1], last[1]), font)
+        heat[node] = (first[0], last[0], (first[1], last[1]))
         start += len(unit_norms)
     return heat
 
@@ -561,7 +569,8 @@ def _add_cluster(body, scope, indent, children, members, numbers, cluster_id):
     if isinstance(scope, unfolded.Row):
         body.append(f"{indent}\tgraph [{_ROW_STYLE}]\n")
     else:
-        body.append(f"{indent}\tgraph [label={_quote(_last(scope))} tooltip={_quote(scope)} {_CLUSTER_STYLE}]\n")
+        body.append(f"{indent}\tgraph [label={_quote(_last(scope))} tooltip={_quote(scope)} "
+                    f"{_CLUSTER_STYLE}]\n")
     body += [indent + line for line in members[scope]]
     for child in children[scope]:  # nesting is as deep as the scopes: a few levels
         _add_cluster(body, child, indent + "\t", children, members, numbers, cluster_id)
@@ -586,6 +595,7 @@ def _edge_line(tail, head, attributes, cluster_id, home, rank):
     elif head in rank:
         parts.append("constraint=false")
     if "row" in attributes:  # a shared use: one edge between the outside node and the row
-        parts.append(f"{attributes['end']}={cluster_id[attributes['row']]} "
-                     f"label={_quote(attributes['label'])} {_SHARED_EDGE_STYLE}")
+        end = attributes["end"]  # lhead or ltail: the end at the row's box, labelled with the count
+        parts.append(f"{end}={cluster_id[attributes['row']]} {'head' if end == 'lhead' else 'tail'}label="
+                     f"{_quote(attributes['label'])} {_SHARED_EDGE_STYLE}")
     return f"\t{tail} -> {head}" + (f" [{' '.join(parts)}]" if parts else "") + "\n"

@@ -94,7 +94,8 @@ def parse(dot):
                 edges.append((tail, head))
         elif match := _NODE.match(line):
             assert match[1] not in nodes, f"node {match[1]} declared twice"
-            nodes[match[1]] = Node(_unescape(match[2]), match[3], tuple(p for p in path if p != "row"), match[4])
+            cluster = tuple(p for p in path if p != "row")
+            nodes[match[1]] = Node(_unescape(match[2]), match[3], cluster, match[4])
     assert len(nodes) == dot.source.count(" [label=") - len(clusters) - rows, "a node line was not understood"
     assert all(tail in nodes and head in nodes for tail, head in edges + [s[:2] for s in shared])
     return Drawing(nodes, edges, clusters, shared, rows)

@@ -6,6 +6,7 @@ folded to the stated number of nodes. These tests lay the drawings out with the 
 ``dot`` and read the positions back.
 """
 
+import html
 import json
 import re
 import shutil
@@ -51,6 +52,13 @@ class Layout:
                 rows.setdefault(match[1], {})[int(match[3])] = cluster
         return rows
 
+    def lines(self, node):
+        """The lines of a node's label (a plain one, or an HTML table of one line a row)."""
+        label = self.nodes[node]["label"]
+        if label.startswith("<"):
+            return [html.unescape(text) for text in re.findall(r"<td>([^<]*)</td>", label)]
+        return label.split("\\n")
+
     def named(self, name, kind=None):
         return [key for key, node in self.nodes.items() if node["label"].split("\\n")[0] == name
                 and (kind is None or node.get("class") == kind)]
@@ -59,6 +67,10 @@ class Layout:
         x, y = self.nodes[node]["centre"]
         x0, y0, x1, y1 = cluster["box"]
         return node in cluster["members"] and x0 <= x <= x1 and y0 <= y <= y1
+
+
+def _brightness(fill):
+    return sum(int(fill[i:i + 2], 16) for i in (1, 3, 5))
 
 
 def centre(cluster, axis):
@@ -112,8 +124,8 @@ def test_each_step_holds_its_own_slice_and_weights_are_drawn_once(rng, mode):
     params = dict(layer.named_parameters())
     loss = recurrent_loss(rng, layer, steps)
     layout = Layout(viz.make_dot(loss, params=params))
-    for row, clusters in layout.steps().items():
-        for t, cluster in clusters.items():
+    for clusters in layout.steps().values():
+        for cluster in clusters.values():
             (piece,) = [n for n in cluster["members"] if layout.nodes[n]["label"].startswith("x W_ihᵀ + b")]
             assert layout.inside(piece, cluster)  # placed and laid out in its own step's box
             consumers = {head for tail, head, _ in layout.edges if tail == piece}
@@ -124,10 +136,10 @@ def test_each_step_holds_its_own_slice_and_weights_are_drawn_once(rng, mode):
         suffix = row.split(".")[1].replace("l", "_l", 1) + ("_reverse" if row.endswith("reverse") else "")
         (weight,) = layout.named("weight_hh" + suffix, "parameter")
         markers = layout.named("weight_hh" + suffix, "marker")
-        assert sorted(t for m in markers for t, c in clusters.items() if layout.inside(m, c)) == list(range(steps))
-        assert not [e for e in layout.edges if e[0] == weight and e[1] not in markers[:1]]
-        shared = [e for e in layout.edges if e[0] == weight]
-        assert len(shared) == 1 and shared[0][2]["label"] == f"×{steps}"
+        holding = sorted(t for m in markers for t, c in clusters.items() if layout.inside(m, c))
+        assert holding == list(range(steps))
+        shared = [e for e in layout.edges if e[0] == weight]  # one edge, to the row
+        assert len(shared) == 1 and shared[0][2]["headlabel"] == f"×{steps}"
 
 
 def elman(rng, steps, hidden=3):
@@ -155,19 +167,23 @@ def test_a_long_sequence_folds_to_the_stated_node_count(rng):
     # folded column hands to step 40; and mul, its output, sum and the loss.
     assert len(layout.nodes) == 3 * 14 + 3 + 2 * (1 + 3) + 1 + 4 == 58
     assert sorted(int(c["tooltip"][2:]) for c in layout.clusters.values() if "tooltip" in c) == [40, 41, 42]
-    folds = [n for n in layout.nodes.values() if n.get("class") == "folded"]
-    before, after = sorted(folds, key=lambda n: n["centre"][0])
-    assert before["label"].split("\\n")[:2] == ["t=0 … 39", "40 steps, 200 ops"]
-    assert after["label"].split("\\n")[:2] == ["t=43 … 99", "57 steps, 285 ops"]
-    # the gradient flowing through: from the first step's state to the last one's
-    first, last = (float(v) for v in re.findall(r"\d\.\de[-+]\d+", before["label"].split("\\n")[2]))
+    folds = [key for key, n in layout.nodes.items() if n.get("class") == "folded"]
+    before, after = sorted(folds, key=lambda key: layout.nodes[key]["centre"][0])
+    assert layout.lines(before)[:2] == ["t=0 … 39", "40 steps, 200 ops"]
+    assert layout.lines(after)[:2] == ["t=43 … 99", "57 steps, 285 ops"]
+    # the gradient flowing through: from the first step's state to the last one's, and a
+    # bar from the colour of the one to that of the other
+    first, last = (float(v) for v in re.findall(r"\d\.\de[-+]\d+", layout.lines(before)[2]))
     assert first == pytest.approx(np.linalg.norm(states[0].grad.data), rel=0.06)
     assert last == pytest.approx(np.linalg.norm(states[39].grad.data), rel=0.06)
     (h40,) = layout.named("h40")
     assert h40 not in {m for c in layout.clusters.values() for m in c["members"] if "tooltip" in c}
-    assert before["centre"][0] < layout.nodes[h40]["centre"][0] < min(
+    assert layout.nodes[before]["centre"][0] < layout.nodes[h40]["centre"][0] < min(
         centre(c, 0) for c in layout.clusters.values() if "tooltip" in c)
-    assert after["centre"][0] > max(centre(c, 0) for c in layout.clusters.values() if "tooltip" in c)
+    steps = [c for c in layout.clusters.values() if "tooltip" in c]
+    assert layout.nodes[after]["centre"][0] > max(centre(c, 0) for c in steps)
+    bar = re.search(r'bgcolor="(#\w+):(#\w+)"', layout.nodes[before]["label"])
+    assert _brightness(bar[1]) < _brightness(bar[2])  # the gradient vanishes back in time
 
 
 def test_a_long_lstm_folds_like_a_short_one(rng):
@@ -201,12 +217,12 @@ def test_heads_are_columns_in_order_with_their_share_of_the_projection(rng):
     (row,) = layout.steps("head").values()
     centres = [centre(row[h], 0) for h in range(4)]
     assert centres == sorted(centres)
-    for h, cluster in row.items():
+    for cluster in row.values():
+        markers = {m for m in cluster["members"] if layout.nodes[m].get("class") == "marker"}
+        # its share of the projection: the Variable the split (a marker of it) hands this head
         (piece,) = [n for n in cluster["members"] if layout.nodes[n].get("class") == "intermediate"
-                    and layout.nodes[n]["label"].startswith("(2, 2)")
-                    and {t for t, hd, _ in layout.edges if hd == n} <= {m for m in cluster["members"]
-                                                                         if layout.nodes[m].get("class") == "marker"}]
-        assert layout.inside(piece, cluster)  # its share of the projection
+                    and {tail for tail, head, _ in layout.edges if head == n} <= markers]
+        assert layout.inside(piece, cluster)
         assert len([m for m in cluster["members"] if layout.nodes[m]["label"] == "Wo"]) == 1
     assert len(layout.named("Wo", "parameter")) == 1 and len(layout.named("W", "parameter")) == 1
 
