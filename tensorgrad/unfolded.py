@@ -75,29 +75,46 @@ def window(rows, steps):
                        for position, (scopes, folded) in enumerate(p for p in parts if p[0])]
 
 
-def ranks(rows, nodes, edges, operations, markers):
-    """{node: rank} for the ``nodes`` of the rows ({node id: Column}), and the set of those
-    that an operation of their step computes (the others feed them from the side).
+def ranks(rows, nodes, edges, operations, names):
+    """{node: rank} for the ``nodes`` of the rows ({node id: Column}), and the set of the
+    nodes on the path of the state through their step.
 
     ``edges``: (tail, head) pairs; ``operations``: the nodes that compute (Functions and
-    the nodes that stand for collapsed or folded steps); ``markers``: the nodes that mark
-    a use of something outside the rows.
+    the nodes that stand for collapsed or folded steps); ``names``: {node: name} of the
+    operations (their op) and of the markers (what they mark), the nodes that mark a use
+    of something outside the rows.
     """
-    inside = defaultdict(list)
+    inside, predecessors = defaultdict(list), defaultdict(list)
     backward = defaultdict(int)  # row -> state edges right to left, minus those left to right
+    entries = set()  # the nodes that take a state from another step of their row
     for tail, head in edges:
         if tail in nodes and head in nodes and tail != head:
             a, b = nodes[tail], nodes[head]
             if a is b:
                 inside[tail].append(head)
+                predecessors[head].append(tail)
             elif a.row is b.row:
                 backward[a.row] += 1 if a.position > b.position else -1
+                entries.add(head)
+    markers = {node for node in nodes if node in names and node not in operations}
+
+    def signature(op):  # an op, and the shared things it reads: the same in every step
+        return names[op], frozenset(names[p] for p in predecessors[op] if p in markers)
+
+    takes_state = defaultdict(set)  # row -> signatures of the ops that take the state
+    for node in entries:
+        if node in operations:
+            takes_state[nodes[node].row].add(signature(node))
     by_column = defaultdict(list)
     for node, column in nodes.items():
         by_column[column].append(node)
-    local, computed = {}, set()
-    for column_nodes in by_column.values():
-        local.update(_column_ranks(column_nodes, inside, operations, markers, computed))
+    local, on_path = {}, set()
+    for column, column_nodes in by_column.items():
+        signatures = takes_state[column.row]
+        # where the state enters the step; in a first step, the ops that the others take it with
+        sources = {n for n in column_nodes if n in entries or (
+            n in operations and signature(n) in signatures)} if signatures else None
+        local.update(_column_ranks(column_nodes, inside, predecessors, operations, markers, sources, on_path))
     width = defaultdict(int)  # column position -> ranks it takes, over all rows
     for node, column in nodes.items():
         width[column.position] = max(width[column.position], local[node] + 1)
@@ -109,39 +126,40 @@ def ranks(rows, nodes, edges, operations, markers):
     for node, column in nodes.items():
         step = local[node] if column.row not in reversed_rows else width[column.position] - 1 - local[node]
         rank[node] = offset[column.position] + step
-    return rank, computed
+    return rank, on_path
 
 
-def _column_ranks(column_nodes, inside, operations, markers, computed):
-    """The ranks of one column's nodes from 0: an operation one rank after the operations
-    it follows; a node fed by no operation of the column on the rank of its consumer; a
-    marker of a use outside on the rank of the node it marks. Adds the computed nodes to
-    ``computed``."""
+def _column_ranks(column_nodes, inside, predecessors, operations, markers, sources, on_path):
+    """The ranks of one column's nodes from 0, adding those on the state's path to ``on_path``.
+
+    With ``sources`` (where the state enters), the ranks follow the path of the state: each
+    node reached from a source one rank after those it follows; the rest, what feeds the
+    path from the side (the step's input and its projection, markers), on the rank of its
+    consumer. Without (a row with no state, heads side by side), they follow the
+    operations: a node fed by an operation one rank after it. A marker of a use outside
+    stands on the rank of the node it marks.
+    """
     members = set(column_nodes)
-    predecessors = defaultdict(list)
-    waiting = dict.fromkeys(column_nodes, 0)
-    for node in column_nodes:
-        for head in inside[node]:
-            if head in members:
-                predecessors[head].append(node)
-                waiting[head] += 1
+    waiting = {node: len(predecessors[node]) for node in column_nodes}
     order, ready = [], [node for node in column_nodes if waiting[node] == 0]
     while ready:  # Kahn's topological order, without recursion
         node = ready.pop()
         order.append(node)
         for head in inside[node]:
-            if head in members:
-                waiting[head] -= 1
-                if waiting[head] == 0:
-                    ready.append(head)
-    rank = {}
+            waiting[head] -= 1
+            if waiting[head] == 0:
+                ready.append(head)
+    starts = operations if sources is None else sources
+    reached, rank = set(), {}
     for node in order:
-        fed = [p for p in predecessors[node] if p in computed]
-        if node in operations or fed:
-            computed.add(node)
+        fed = [p for p in predecessors[node] if p in reached]
+        if node in starts or fed:
+            reached.add(node)
             step = 0 if node in markers else 1
             rank[node] = max((rank[p] + step for p in fed), default=0)
     for node in reversed(order):
-        if node not in computed:
+        if node not in reached:
             rank[node] = min((rank[h] for h in inside[node] if h in members), default=0)
+    if sources is not None:
+        on_path |= reached
     return rank

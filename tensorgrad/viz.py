@@ -49,6 +49,7 @@ _MARKER_STYLE = 'style="filled,dashed" fontsize=8 height=0.3 width=0.3 margin="0
 _CLUSTER_STYLE = 'style=rounded color="#999999" fontcolor="#555555"'
 _ROW_STYLE = 'label="" class=row style=dashed color="#bbbbbb"'
 _SHARED_EDGE_STYLE = 'style=dashed color="#777777" labelfontsize=9 labelfontcolor="#555555" labeldistance=1.5'
+_STRIP_CELLS = 100  # at most this many cells in the strip of a run of folded steps
 _RANKDIR = {"right": "LR", "down": "TB"}  # time is the rank axis
 # nslimit bounds the network-simplex passes that place the nodes: the long edges of a big
 # graph can make dot spend minutes for a few pixels (small graphs come out the same).
@@ -162,8 +163,8 @@ def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, 
     for scope in scopes.children[None]:
         _add_cluster(dot.body, scope, "\t", scopes.children, members, numbers, cluster_id)
     operations = {node for node in home if node[0] in "fsu"}
-    rank, computed = unfolded.ranks(rows, home, [edge[:2] for edge in edges], operations,
-                                    {node for node in home if node[0] == "m"})
+    names = {node: "" if node in scopes.units else labels[node][0] for node in home if node[0] in "fsum"}
+    rank, on_path = unfolded.ranks(rows, home, [edge[:2] for edge in edges], operations, names)
     dot.body += [_edge_line(tail, head, attributes, cluster_id, home, rank)
                  for tail, head, attributes, _ in edges]
     same = defaultdict(list)
@@ -172,7 +173,7 @@ def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, 
     dot.body += [f"\t{{rank=same; {'; '.join(nodes)}}}\n" for nodes in same.values() if len(nodes) > 1]
     # dot keeps the edges between the nodes of one group straight: the state along a row
     group = {row: f"row{i}" for i, row in enumerate(rows)}
-    dot.body += [f"\t{node} [group={group[home[node].row]}]\n" for node in computed]
+    dot.body += [f"\t{node} [group={group[home[node].row]}]\n" for node in on_path]
     return dot
 
 
@@ -511,29 +512,33 @@ def _variable_line(node, v, kind, name, heat):
 def _unit_line(unit, heat, time):
     """The DOT line of a collapsed scope's node, or of a column of folded steps.
 
-    Folded steps show, under their labels, a bar coloured from the gradient norm of the
-    state their first step passes on to that of their last, in the direction time runs.
+    Folded steps show, under their labels, a strip of one cell per step (at most
+    ``_STRIP_CELLS``, evenly spaced), coloured by the gradient norm of the state the step
+    passes on, in the direction time runs: a vanishing gradient darkens back in time.
     """
     count = f"{unit.ops} op" + ("" if unit.ops == 1 else "s")
     if not unit.folded:
         return (f"\t{unit.node} [label={_quote(_last(unit.scope), count)} class=scope "
                 f"tooltip={_quote(unit.scope)} {_SCOPE_STYLE}]\n")
     lines = [unit.column.label, f"{len(unit.column.scopes)} steps, {count}"]
-    bar = ""
+    strip = ""
     if unit.node in heat:
         first, last, fills = heat[unit.node]
         lines.append(f"|grad| {first:.1e} … {last:.1e}")
-        angle = 0 if time == "right" else 270
-        bar = f'<tr><td height="10" bgcolor="{fills[0]}:{fills[1]}" gradientangle="{angle}"></td></tr>'
+        shown = np.unique(np.linspace(0, len(fills) - 1, min(len(fills), _STRIP_CELLS)).round().astype(int))
+        cells = [f'<td width="7" height="12" bgcolor="{fills[i]}"></td>' for i in shown.tolist()]
+        cells = "".join(cells) if time == "right" else "".join(f"<tr>{cell}</tr>" for cell in cells)
+        strip = (f'<tr><td><table border="0" cellborder="0" cellspacing="0" cellpadding="0">'
+                 f'{"<tr>" + cells + "</tr>" if time == "right" else cells}</table></td></tr>')
     rows = "".join(f"<tr><td>{html.escape(line)}</td></tr>" for line in lines)
-    table = f'<table border="0" cellborder="0" cellspacing="0" cellpadding="2">{rows}{bar}</table>'
+    table = f'<table border="0" cellborder="0" cellspacing="0" cellpadding="2">{rows}{strip}</table>'
     return (f"\t{unit.node} [label=<{table}> class=folded tooltip={_quote(unit.scope)} "
             f"{_FOLD_STYLE}]\n")
 
 
 def _heat_map(variables, fold_norms):
     """{id: (‖grad‖₂, fill colour, font colour)} for the Variables that have a gradient,
-    and {unit node: (first norm, last norm, (first fill, last fill))} for folded steps.
+    and {unit node: (first norm, last norm, [fill of each step])} for folded steps.
 
     log₁₀‖grad‖ is mapped linearly from the smallest (black) to the largest (yellow) norm
     of the graph, folded steps included; a zero gradient gets the darkest colour, NaN or
@@ -555,8 +560,8 @@ def _heat_map(variables, fold_norms):
     heat = {id(v): colour for v, colour in zip(graded, colours, strict=False)}
     start = len(graded)
     for node, unit_norms in fold_norms.items():
-        first, last = colours[start], colours[start + len(unit_norms) - 1]
-        heat[node] = (first[0], last[0], (first[1], last[1]))
+        steps = colours[start:start + len(unit_norms)]
+        heat[node] = (steps[0][0], steps[-1][0], [fill for _, fill, _ in steps])
         start += len(unit_norms)
     return heat
 
