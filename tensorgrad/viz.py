@@ -88,15 +88,19 @@ def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, 
     and used only inside are hidden.
 
     Sibling scopes named ``key=i`` (``t=0``, ``t=1``, … of a recurrent layer; ``head=0``,
-    … ) are drawn as the notes' unfolded network: a row of steps in index order, left to
-    right (``time="down"``: top to bottom), data flowing up from the inputs at the bottom;
-    the rows of a stack of layers, and the two directions of a layer, one above the other.
-    ``steps`` (a slice of each row's steps in index order) draws those steps in full and
-    folds the steps before and after it into one node each, labelled with their count, op
-    count and the gradient norm of the state each passes on, from its first step to its
-    last. ``shared="fold"`` draws each use by the steps of something outside them (a
-    weight shared by every step, the Function that slices a sequence, the one that stacks
-    the outputs) as a small marker inside each step, and one dashed edge, labelled with the
+    … ) are drawn as the notes' unfolded network: a row of steps in index order, always,
+    left to right (``time="down"``: top to bottom). Along a step, the state's path
+    s_{t-1} → … → s_t runs on a straight line into the next step; what feeds it from the
+    side (the step's input x_t, its slice of the input projection) stands beneath. The
+    rows of stacked layers and of the two directions of a layer stand one above the other
+    (in the order Graphviz finds best), their steps lined up in time; a reverse direction
+    runs right to left. ``steps`` (a slice of each row's steps in index order) draws those
+    steps in full and folds the steps before and after into one node each, labelled with
+    their count, op count and the gradient norm of the state the first and the last of
+    them passes on, over a strip of one cell a step coloured by that norm.
+    ``shared="fold"`` draws each use by the steps of something outside them (a weight
+    shared by every step, the Function that slices a sequence, the one that stacks the
+    outputs) as a small marker inside each step, and one dashed edge, labelled with the
     number of steps, between it and the row; ``shared="edges"`` draws every use as an edge.
     """
     if not outputs:
@@ -142,14 +146,16 @@ def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, 
         members[scope].append(line)
         if column is not None:
             home[node_id[key]] = column
-    edges = _draw_functions(functions, scopes, node_id, (hidden, variable_steps), members, home, labels)
+    operations = set()  # the nodes that compute: Functions, collapsed scopes, folded steps
+    edges = _draw_functions(functions, scopes, node_id, (hidden, variable_steps), members, home, labels,
+                            operations)
     for unit in scopes.units.values():
         members[unit.container].append(_unit_line(unit, heat, time))
         labels[unit.node] = (_last(unit.scope), "box3d", "#fff2cc", "black")
+        operations.add(unit.node)
         if unit.column is not None:
             home[unit.node] = unit.column
-    if shared == "fold":
-        edges = _fold_shared_uses(edges, home, labels, scopes, members)
+    markers = _fold_shared_uses(edges, home, labels, scopes, members) if shared == "fold" else set()
 
     dot = graphviz.Digraph("tensorgrad",
                            graph_attr={"fontname": "Helvetica", "fontsize": "11", **_LAYOUT},
@@ -162,18 +168,12 @@ def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, 
     cluster_id = {}
     for scope in scopes.children[None]:
         _add_cluster(dot.body, scope, "\t", scopes.children, members, numbers, cluster_id)
-    operations = {node for node in home if node[0] in "fsu"}
-    names = {node: "" if node in scopes.units else labels[node][0] for node in home if node[0] in "fsum"}
+    names = {node: "" if node in scopes.units else labels[node][0]  # a unit: the same in every step
+             for node in home if node in operations or node in markers}
     rank, on_path = unfolded.ranks(rows, home, [edge[:2] for edge in edges], operations, names)
     dot.body += [_edge_line(tail, head, attributes, cluster_id, home, rank)
                  for tail, head, attributes, _ in edges]
-    same = defaultdict(list)
-    for node, level in rank.items():
-        same[level].append(node)
-    dot.body += [f"\t{{rank=same; {'; '.join(nodes)}}}\n" for nodes in same.values() if len(nodes) > 1]
-    # dot keeps the edges between the nodes of one group straight: the state along a row
-    group = {row: f"row{i}" for i, row in enumerate(rows)}
-    dot.body += [f"\t{node} [group={group[home[node].row]}]\n" for node in on_path]
+    dot.body += _rank_lines(rows, home, rank, on_path)
     return dot
 
 
@@ -372,7 +372,7 @@ def _placement(functions, variables, output_ids, scopes):
     return where, hidden, steps
 
 
-def _draw_functions(functions, scopes, node_id, variables, members, home, labels):
+def _draw_functions(functions, scopes, node_id, variables, members, home, labels, operations):
     """Add the node of each Function, or of each unit, to ``members``; return the edges.
 
     A drawn Function has an edge from each input (one per operand) and to each live
@@ -389,6 +389,7 @@ def _draw_functions(functions, scopes, node_id, variables, members, home, labels
             members[function.scope].append(f"\t{node} [label={_quote(function.name)} class=function "
                                            f"{_FUNCTION_STYLE}]\n")
             labels[node] = (function.name, "box", "#eeeeee", "black")
+            operations.add(node)
             if scopes.column.get(function.scope) is not None:
                 home[node] = scopes.column[function.scope]
         else:
@@ -415,14 +416,15 @@ def _draw_functions(functions, scopes, node_id, variables, members, home, labels
 
 def _fold_shared_uses(edges, home, labels, scopes, members):
     """Replace the edges between a node outside the rows and the steps of a row, when it
-    has them with several steps, by a marker in each step and one edge to the row."""
+    has them with several steps, by a marker in each step and one edge to the row (in
+    ``edges``, in place); return the markers."""
     groups = defaultdict(list)  # (outside node, row, into the row?) -> edge indices
     for i, (tail, head, _, _) in enumerate(edges):
         if home.get(tail) is None and home.get(head) is not None:
             groups[tail, home[head].row, True].append(i)
         elif home.get(head) is None and home.get(tail) is not None:
             groups[head, home[tail].row, False].append(i)
-    edges = list(edges)
+    markers = set()
     for (outside, row, into), indices in groups.items():
         columns = list(dict.fromkeys(home[edges[i][1 if into else 0]] for i in indices))
         if len(columns) < 2:
@@ -430,6 +432,7 @@ def _fold_shared_uses(edges, home, labels, scopes, members):
         marker = {}
         for column in columns:
             marker[column] = node = f"m{len(labels)}"
+            markers.add(node)
             text, shape, fill, font = labels[outside]
             labels[node] = labels[outside]
             home[node] = column
@@ -447,7 +450,7 @@ def _fold_shared_uses(edges, home, labels, scopes, members):
         label = {"label": f"×{len(used)}", "row": row}
         edges.append((outside, nearest, dict(label, end="lhead"), set()) if into
                      else (nearest, outside, dict(label, end="ltail"), set()))
-    return edges
+    return markers
 
 
 def _fold_norms(functions, scopes):
@@ -580,6 +583,17 @@ def _add_cluster(body, scope, indent, children, members, numbers, cluster_id):
     for child in children[scope]:  # nesting is as deep as the scopes: a few levels
         _add_cluster(body, child, indent + "\t", children, members, numbers, cluster_id)
     body.append(f"{indent}}}\n")
+
+
+def _rank_lines(rows, home, rank, on_path):
+    """The statements that put the nodes of the rows on their ranks, and keep the state's
+    path straight (dot keeps the edges between the nodes of one ``group`` straight)."""
+    same = defaultdict(list)
+    for node, level in rank.items():
+        same[level].append(node)
+    lines = [f"\t{{rank=same; {'; '.join(nodes)}}}\n" for nodes in same.values() if len(nodes) > 1]
+    group = {row: f"row{i}" for i, row in enumerate(rows)}
+    return lines + [f"\t{node} [group={group[home[node].row]}]\n" for node in on_path]
 
 
 def _edge_line(tail, head, attributes, cluster_id, home, rank):
