@@ -49,7 +49,11 @@ class Row:
 
 
 def find_rows(parents):
-    """The rows among the scopes of ``parents`` ({path: parent path}), in recording order."""
+    """The rows among the scopes of ``parents`` ({path: parent path}), in recording order.
+
+    A row inside a step of another (the heads of each time step, say) is not one: its
+    scopes are clusters inside that step's column.
+    """
     rows = {}
     for scope, parent in parents.items():
         match = _INDEXED.fullmatch(scope.rpartition("/")[2])
@@ -57,9 +61,14 @@ def find_rows(parents):
             row = rows.setdefault((parent, match[1]), Row(parent, match[1], [], {}))
             row.scopes.append(scope)
             row.index[scope] = int(match[2])
+    steps = {scope for row in rows.values() for scope in row.scopes}
+    outermost = []
     for row in rows.values():
-        row.scopes.sort(key=row.index.__getitem__)
-    return list(rows.values())
+        enclosing = row.parent.split("/") if row.parent else []
+        if not any("/".join(enclosing[:n]) in steps for n in range(1, len(enclosing) + 1)):
+            row.scopes.sort(key=row.index.__getitem__)
+            outermost.append(row)
+    return outermost
 
 
 def window(rows, steps):

@@ -285,6 +285,7 @@ class _Scopes:
         row_of = {scope: row for row in rows for scope in row.scopes}
         self.column, self.step, self.unit, self.units = {}, {}, {}, {}
         self.children = defaultdict(list)
+        folds = {}  # Column of folded steps -> its unit node
         for scope in sorted(parents, key=lambda path: path.count("/")):  # parents first
             parent = parents[scope]
             self.step[scope] = scope if scope in row_of else self.step.get(parent)
@@ -301,10 +302,10 @@ class _Scopes:
                     self.children[parent].append(row)
             column = self.column[scope]
             if row is not None and column.folded:
-                if column.scopes[0] == scope:
-                    self.units[f"u{len(self.units)}"] = _Unit(f"u{len(self.units)}", scope, row, column)
-                self.unit[scope] = next(u.node for u in self.units.values()
-                                        if u.column is column and u.folded)
+                if column not in folds:  # met first (a reverse direction records its last step first)
+                    folds[column] = node = f"u{len(self.units)}"
+                    self.units[node] = _Unit(node, column.scopes[0], row, column)
+                self.unit[scope] = folds[column]
             elif collapse and scope in innermost:
                 node = f"s{len(self.units)}"
                 self.units[node] = _Unit(node, scope, container, column)

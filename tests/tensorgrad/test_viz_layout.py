@@ -21,7 +21,7 @@ from tensorgrad import viz
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 
-_STEP = re.compile(r"(.+)/(\w+)=(\d+)")
+_STEP = re.compile(r"(?:(.+)/)?(\w+)=(\d+)")
 
 
 class Layout:
@@ -49,7 +49,7 @@ class Layout:
         for cluster in self.clusters.values():
             match = _STEP.fullmatch(cluster.get("tooltip", ""))
             if match and match[2] == key:
-                rows.setdefault(match[1], {})[int(match[3])] = cluster
+                rows.setdefault(match[1] or "", {})[int(match[3])] = cluster
         return rows
 
     def lines(self, node):
@@ -114,6 +114,28 @@ def test_steps_stand_in_time_order(rng, mode, layers, bidirectional):
         backwards = {"dir=back" in line for line in layout.source.splitlines()
                      for tail, head in state_edges if re.match(rf"\s*{tail} -> {head}\b", line)}
         assert backwards == {row.endswith(".reverse")}
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_collapsed_and_folded_steps_stand_in_time_order(rng, mode):
+    steps = 12
+    tg.manual_seed(0)
+    layer = getattr(nn, mode)(3, 4, num_layers=2, bidirectional=True)
+    loss = recurrent_loss(rng, layer, steps)
+    for options in [{"collapse": True}, {"collapse": True, "steps": slice(4, 7)}, {"steps": slice(4, 7)}]:
+        layout = Layout(viz.make_dot(loss, **options))
+        rows = {}  # row -> [(first step, x centre)] of the step nodes and clusters
+        for node in layout.nodes.values():
+            if node.get("class") in ("scope", "folded"):
+                row, first = _STEP.fullmatch(node["tooltip"]).group(1, 3)
+                rows.setdefault(row, []).append((int(first), node["centre"][0]))
+        for row, clusters in layout.steps().items():
+            rows.setdefault(row, []).extend((t, centre(c, 0)) for t, c in clusters.items())
+        assert len(rows) == 4
+        for row, placed in rows.items():
+            assert len(placed) == (steps if options.get("collapse") and "steps" not in options else 5)
+            xs = [x for _, x in sorted(placed)]
+            assert xs == sorted(xs) and len(set(xs)) == len(xs), (options, row, sorted(placed))
 
 
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
@@ -228,6 +250,28 @@ def test_heads_are_columns_in_order_with_their_share_of_the_projection(rng):
         assert layout.inside(piece, cluster)
         assert len([m for m in cluster["members"] if layout.nodes[m]["label"] == "Wo"]) == 1
     assert len(layout.named("Wo", "parameter")) == 1 and len(layout.named("W", "parameter")) == 1
+
+
+def test_heads_inside_time_steps_stay_in_their_step(rng):
+    W = tg.Variable(rng.standard_normal((2, 2)).astype(np.float32), name="W")
+    h = tg.Variable(np.zeros((1, 2), np.float32), name="h0")
+    for t in range(4):
+        x = tg.Variable(rng.standard_normal((1, 2)).astype(np.float32), requires_grad=False)
+        with tg.scope(f"t={t}"):
+            heads = []
+            for k in range(2):
+                with tg.scope(f"head={k}"):
+                    heads.append(F.tanh((x + h) @ W))
+            h = heads[0] + heads[1]
+    layout = Layout(viz.make_dot(h.sum(), params={"W": W}))
+    (steps,) = layout.steps().values()
+    centres = [centre(steps[t], 0) for t in range(4)]
+    assert centres == sorted(centres)
+    for head in layout.clusters.values():  # each head's box inside its step's box
+        match = re.fullmatch(r"t=(\d+)/head=\d", head.get("tooltip", ""))
+        if match:
+            x0, y0, x1, y1 = steps[int(match[1])]["box"]
+            assert x0 <= head["box"][0] <= head["box"][2] <= x1
 
 
 def test_a_dilated_causal_stack_lines_up_in_time(rng):
