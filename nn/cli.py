@@ -96,6 +96,10 @@ def build_parser():
     graph.add_argument("--model", choices=MODELS, default="lstm")
     graph.add_argument("--steps", type=int, default=3, metavar="N", help="time steps to unroll")
     graph.add_argument("--collapse", action="store_true", help="draw each time step as one node")
+    graph.add_argument("--window", metavar="START:STOP", help="draw steps START to STOP - 1 in full and "
+                       "fold the steps before and after into one node each (default: all in full)")
+    graph.add_argument("--time", choices=("right", "down"), default="right",
+                       help="the direction time runs in the picture (default right)")
     graph.add_argument("--out", default="graph.svg", metavar="FILE",
                        help="output file: .svg, .png, .pdf or .dot (default graph.svg)")
     return parser
@@ -183,9 +187,23 @@ def run_graph(args):
     if args.steps < 1:
         raise CommandError(f"--steps must be at least 1, got {args.steps}")
     with expected(ValueError, OSError, DotNotFoundError):  # the file's format, Graphviz missing
-        path = draw_unrolled(args.model, args.steps, args.out, collapse=args.collapse)
+        path = draw_unrolled(args.model, args.steps, args.out, collapse=args.collapse,
+                             window=_window(args.window), time=args.time)
     print(f"wrote the graph of a {args.steps}-step {args.model.upper()} to {path}")
     return 0
+
+
+def _window(text):
+    """``--window START:STOP`` as a slice (either end may be left out); None if not given."""
+    if text is None:
+        return None
+    start, colon, stop = text.partition(":")
+    try:
+        if not colon:
+            raise ValueError
+        return slice(int(start) if start.strip() else None, int(stop) if stop.strip() else None)
+    except ValueError:
+        raise CommandError(f"--window must be START:STOP, such as 10:15, got {text!r}") from None
 
 
 def _check_writable(directory):

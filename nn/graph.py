@@ -11,12 +11,15 @@ from nn.wavenet import WaveNet
 from tensorgrad import viz
 
 
-def unrolled_graph(model="lstm", steps=3, *, input_size=3, hidden_size=4, batch=2, collapse=False, seed=0):
+def unrolled_graph(model="lstm", steps=3, *, input_size=3, hidden_size=4, batch=2, collapse=False, seed=0,
+                   window=None, time="right"):
     """The Graphviz drawing of loss = mean(output²) for a one-layer ``model`` over ``steps``.
 
     Backward has run with ``retain_grad=True``, so every node shows its gradient norm; each
-    time step is a cluster (or one node, with ``collapse``). ``model="transformer"`` draws
-    :func:`transformer_graph` instead, ``model="wavenet"`` :func:`wavenet_graph`.
+    time step is a cluster (or one node, with ``collapse``), in time order; ``window`` (a
+    slice) draws those steps in full and folds the others (``make_dot(..., steps=window)``).
+    ``model="transformer"`` draws :func:`transformer_graph` instead,
+    ``model="wavenet"`` :func:`wavenet_graph`.
     """
     if model == "transformer":
         return transformer_graph(steps, collapse=collapse, seed=seed)
@@ -30,7 +33,8 @@ def unrolled_graph(model="lstm", steps=3, *, input_size=3, hidden_size=4, batch=
     loss = (output * output).mean()
     loss.name = "loss"
     loss.backward(retain_grad=True)
-    return viz.make_dot(loss, params=dict(layer.named_parameters()), collapse=collapse)
+    return viz.make_dot(loss, params=dict(layer.named_parameters()), collapse=collapse, steps=window,
+                        time=time)
 
 
 def transformer_graph(steps=3, *, d_model=4, nhead=2, num_layers=2, batch=2, collapse=False, seed=0):
@@ -65,6 +69,6 @@ def wavenet_graph(steps=3, *, channels=2, num_layers=3, batch=2, collapse=False,
     return viz.make_dot(loss, params=dict(net.named_parameters()), collapse=collapse)
 
 
-def draw_unrolled(model, steps, path, *, collapse=False):
+def draw_unrolled(model, steps, path, *, collapse=False, window=None, time="right"):
     """Write the drawing of :func:`unrolled_graph` to ``path`` (.svg, .png, .pdf or .dot)."""
-    return viz.render(unrolled_graph(model, steps, collapse=collapse), path)
+    return viz.render(unrolled_graph(model, steps, collapse=collapse, window=window, time=time), path)

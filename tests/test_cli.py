@@ -160,6 +160,17 @@ def test_graph_renders_svg_with_dot(tmp_path):
     assert out.read_text().lstrip().startswith(("<?xml", "<svg"))
 
 
+def test_graph_window_folds_the_other_steps(tmp_path, capsys):
+    out = tmp_path / "g.dot"
+    assert main(["graph", "--model", "rnn", "--steps", "100", "--window", "48:50", "--time", "down",
+                 "--out", str(out)]) == 0
+    source = out.read_text()
+    assert source.count('tooltip="rnn.l0/t=') == 2 + 2  # steps 48 and 49, and the two folded columns
+    assert "t=0 … 47" in source and "t=50 … 99" in source and "rankdir=TB" in source
+    assert "--window must be START:STOP" in one_line_error(capsys, main(["graph", "--window", "3",
+                                                                         "--out", str(out)]))
+
+
 def test_graph_without_dot_program_says_how_to_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no `dot` here
     code = main(["graph", "--out", str(tmp_path / "g.svg")])

@@ -20,8 +20,8 @@ from tensorgrad import viz
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
 
 _NODE = re.compile(r'\s*(\w+) \[label="((?:[^"\\]|\\.)*)" class=(\w+)(.*)\]$')
-_EDGE = re.compile(r"\s*(\w+) -> (\w+)$")
-_CLUSTER_LABEL = re.compile(r'\s*graph \[label="((?:[^"\\]|\\.)*)"')
+_EDGE = re.compile(r"\s*(\w+) -> (\w+)(?: \[(.*)\])?$")
+_CLUSTER_LABEL = re.compile(r'\s*graph \[label="((?:[^"\\]|\\.)*)"( class=row)?')
 
 
 @dataclass
@@ -39,8 +39,10 @@ class Node:
 @dataclass
 class Drawing:
     nodes: dict  # node id -> Node
-    edges: list  # (tail id, head id)
-    clusters: list  # label paths, outermost first
+    edges: list  # (tail id, head id), in the direction data flows
+    clusters: list  # label paths, outermost first (the boxes around a row of steps left out)
+    shared: list  # (tail id, head id, label) of the edges between a row of steps and the outside
+    rows: int  # boxes around a row of steps
 
     def ids(self, kind=None, label=None, cluster=None):
         return [key for key, node in self.nodes.items()
@@ -49,8 +51,14 @@ class Drawing:
 
     def named(self, name):
         """The id of the one Variable whose label starts with ``name``."""
-        (key,) = [key for key, node in self.nodes.items() if node.label.split("\n")[0] == name]
+        (key,) = [key for key, node in self.nodes.items()
+                  if node.label.split("\n")[0] == name and node.kind != "marker"]
         return key
+
+    def markers(self, name):
+        """The ids of the markers of ``name`` (a use of it in a step), with their clusters."""
+        return {key: node.cluster for key, node in self.nodes.items() if node.kind == "marker"
+                and node.label == name}
 
     def successors(self, key):
         return [head for tail, head in self.edges if tail == key]
@@ -64,23 +72,33 @@ def _unescape(text):
 
 
 def parse(dot):
-    nodes, edges, clusters, path = {}, [], [], []
+    nodes, edges, clusters, path, shared, rows = {}, [], [], [], [], 0
     for line in dot.source.splitlines():
         if line.strip().startswith("subgraph cluster_"):
             path.append(None)  # its label comes on the next line
         elif path and path[-1] is None and (match := _CLUSTER_LABEL.match(line)):
-            path[-1] = _unescape(match[1])
-            clusters.append(tuple(path))
+            if match[2]:  # the box around a row: not part of the path
+                path[-1], rows = "row", rows + 1
+            else:
+                path[-1] = _unescape(match[1])
+                clusters.append(tuple(p for p in path if p != "row"))
         elif line.strip() == "}" and path:
             path.pop()
         elif match := _EDGE.match(line):
-            edges.append((match[1], match[2]))
+            tail, head, attributes = match[1], match[2], match[3] or ""
+            if "dir=back" in attributes:  # written against the layout's direction
+                tail, head = head, tail
+            if "lhead=" in attributes or "ltail=" in attributes:
+                shared.append((tail, head, re.search(r'label="([^"]*)"', attributes)[1]))
+            else:
+                edges.append((tail, head))
         elif match := _NODE.match(line):
             assert match[1] not in nodes, f"node {match[1]} declared twice"
-            nodes[match[1]] = Node(_unescape(match[2]), match[3], tuple(path), match[4])
-    assert len(nodes) == dot.source.count(" [label=") - len(clusters), "a node line was not understood"
-    assert all(tail in nodes and head in nodes for tail, head in edges)
-    return Drawing(nodes, edges, clusters)
+            cluster = tuple(p for p in path if p != "row")
+            nodes[match[1]] = Node(_unescape(match[2]), match[3], cluster, match[4])
+    assert len(nodes) == dot.source.count(" [label=") - len(clusters) - rows, "a node line was not understood"
+    assert all(tail in nodes and head in nodes for tail, head in edges + [s[:2] for s in shared])
+    return Drawing(nodes, edges, clusters, shared, rows)
 
 
 def _norm(label):
@@ -241,9 +259,17 @@ def test_nested_scopes_of_a_bidirectional_lstm(rng):
         assert sorted(drawing.nodes[f].label for f in drawing.ids("function", cluster=(scope,))) == [
             "add", "matmul"]
         layer, direction = scope.split(".")[1:]
-        Wh = drawing.named(f"{layer}.{direction}.Wh")
+        name = f"{layer}.{direction}.Wh"
+        Wh = drawing.named(name)
         assert drawing.nodes[Wh].cluster == (scope,)  # used by every step of that direction
-        assert len(drawing.successors(Wh)) == 3
+        # drawn once; each step has a marker of it, and one edge says how many steps use it
+        assert drawing.successors(Wh) == []
+        assert sorted(drawing.markers(name).values()) == [(scope, f"t={t}") for t in range(3)]
+        assert [(label, drawing.nodes[head].label) for tail, head, label in drawing.shared
+                if tail == Wh] == [("×3", name)]
+    every = parse(viz.make_dot(loss, params=params, shared="edges"))  # or every use an edge
+    assert not every.shared and not [n for n in every.nodes.values() if n.kind == "marker"]
+    assert len(every.successors(every.named("l0.fwd.Wh"))) == 3
 
 
 @pytest.mark.skipif(not hasattr(nn, "LSTM"), reason="nn.LSTM is not there yet")
@@ -328,7 +354,7 @@ def test_source_is_deterministic_and_ids_unique(rng):
     loss, params, _ = elman(rng)
     first, second = viz.make_dot(loss, params=params).source, viz.make_dot(loss, params=params).source
     assert first == second
-    declared = re.findall(r"^\s*([vfs]\d+) \[label=", first, re.M)
+    declared = re.findall(r"^\s*([vfsmu]\d+) \[label=", first, re.M)
     assert len(declared) == len(set(declared))
 
 
@@ -443,7 +469,7 @@ def test_gradient_norms_and_colours(rng):
     for t, h in enumerate(hs, 1):
         label = drawing.nodes[drawing.named(f"h{t}")].label
         assert _norm(label) == pytest.approx(np.linalg.norm(h.grad.data), rel=1e-2)
-    variables = [k for k, n in drawing.nodes.items() if n.kind != "function"]
+    variables = [k for k, n in drawing.nodes.items() if n.kind not in ("function", "marker")]
     with_grad = [k for k in variables if "|grad|" in drawing.nodes[k].label]
     constants = [k for k in variables if "dashed" in drawing.nodes[k].attributes]  # x_t
     assert sorted(with_grad + constants) == sorted(variables)
