@@ -69,6 +69,8 @@ class Function:
         if state.anomaly:
             self.source = _user_source_line()
             check_finite(self, "output", [y.data for y in outputs])
+        if state.tracer is not None:
+            state.tracer.append((self, inputs, outputs))
         if record:
             self.inputs = inputs
             self.seq = next(_sequence)

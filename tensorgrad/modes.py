@@ -10,12 +10,13 @@ import contextlib
 class _State:
     """The switches every Function call reads (one object, so lookups stay cheap)."""
 
-    __slots__ = ("grad_enabled", "scope", "anomaly")
+    __slots__ = ("grad_enabled", "scope", "anomaly", "tracer")
 
     def __init__(self):
         self.grad_enabled = True
         self.scope = None  # "outer/inner" path of the open scopes, or None
         self.anomaly = False
+        self.tracer = None  # tg.jit's trace in progress: told of every Function call, recorded or not
 
 
 state = _State()
