@@ -92,7 +92,7 @@ class Jit:
         if plan is not None and plan.still_valid():
             self.plans.move_to_end(key)
             return plan.replay(arrays)
-        result, plan = trace(self.eager, args, kwargs, arrays)
+        result, plan = trace(self.eager, args, kwargs)
         self.traces += 1
         self.plans[key] = plan
         self.plans.move_to_end(key)
@@ -171,8 +171,14 @@ def _flatten_outputs(result):
 
 
 # ----------------------------------------------------------------------------- the trace
-def trace(fn, args, kwargs, arrays):
-    """Run ``fn`` eagerly, recording every Function call; return (its result, the Plan)."""
+def trace(fn, args, kwargs):
+    """Run ``fn`` eagerly, recording every Function call; return (its result, the Plan).
+
+    ndarray arguments reach ``fn`` as Variables needing no gradient, so that what it does
+    with them (``targets.reshape(-1)``) is recorded too.
+    """
+    args, kwargs = _as_variables((args, kwargs))
+    arrays, _ = flatten_arguments((args, kwargs))
     calls = []
     state.tracer = calls
     try:
@@ -181,6 +187,17 @@ def trace(fn, args, kwargs, arrays):
         state.tracer = None
     outputs, rebuild = _flatten_outputs(result)
     return result, Planner(arrays, calls, outputs, rebuild, getattr(fn, "__name__", "fn")).plan()
+
+
+def _as_variables(value):
+    """``value`` with every ndarray in it (in tuples, lists, dicts) wrapped as a Variable without gradient."""
+    if isinstance(value, np.ndarray):
+        return Variable._result(value, False)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_as_variables(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _as_variables(v) for k, v in value.items()}
+    return value
 
 
 def _root(array):
@@ -214,10 +231,8 @@ class Planner:
         self.dtype = {}  # slot -> dtype, for the casts of gradients
         self.keep_alive = [arguments, calls]  # ids stay unique while planning
         self.arguments = len(arguments)
-        for value in arguments:
-            v = value if isinstance(value, Variable) else Variable._result(value, False)
-            self.keep_alive.append(v)
-            self.inputs.append((self._new(v), v if isinstance(value, Variable) else None))
+        for v in arguments:
+            self.inputs.append((self._new(v), v))
 
     # ------------------------------------------------------------------ slots
     def _new(self, v):
@@ -287,8 +302,22 @@ class Planner:
             step.frame = step.outputs and self.requires_grad[step.outputs[0]] and _has_numpy_backward(step.function)
         output_slots = tuple(self._slot_of(y, False) for y in self.outputs)
         backward, seeds, grads = self._backward(forward, output_slots)
-        input_grads = tuple(grads.get(s) if v is not None and v.requires_grad else None for s, v in self.inputs)
+        input_grads = tuple(grads.get(s) if v.requires_grad else None for s, v in self.inputs)
+        self._check_read(forward, output_slots)
         return Plan(self, forward, backward, output_slots, seeds, input_grads)
+
+    def _check_read(self, forward, output_slots):
+        """Every array argument must be read by the traced operations: one that is not was
+        either not needed, or used outside the tape (its values frozen in the trace)."""
+        read = set(output_slots)
+        for step in forward:
+            read.update(step.reads())
+        for i, (s, v) in enumerate(self.inputs[:self.arguments]):
+            if s not in read:
+                raise TraceError(f"jit({self.name}): array argument {i} (shape {v.shape}) is not read by any "
+                                 "operation of the trace; if the function uses its values outside the tape "
+                                 "(NumPy, .data, Python), a replay would reuse the traced ones. Compute with "
+                                 "it as a Variable, or do not pass it")
 
     def _backward(self, forward, output_slots):
         """The backward plan: the eager engine's walk (``autograd``) over the traced calls, planned.

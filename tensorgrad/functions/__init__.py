@@ -30,11 +30,13 @@ from tensorgrad.functions.cells import (
 )
 from tensorgrad.functions.elementwise import (
     Clip,
+    ClipGrad,
     Exp,
     Log,
-    Mask,
     Maximum,
+    MaximumGrad,
     ReLU,
+    ReLUGrad,
     Sigmoid,
     Sqrt,
     Tanh,
@@ -49,11 +51,12 @@ from tensorgrad.functions.elementwise import (
     tanh,
     where,
 )
-from tensorgrad.functions.neural import Embedding, EmbeddingGrad, dropout, dropout_mask, embedding
+from tensorgrad.functions.neural import DropoutMask, Embedding, EmbeddingGrad, dropout, dropout_mask, embedding
 from tensorgrad.functions.reductions import (
     LogSoftmax,
     LogSumExp,
     Max,
+    MaxGrad,
     Mean,
     Softmax,
     Sum,
@@ -93,8 +96,8 @@ __all__ = [
     "reshape", "transpose", "broadcast_to", "sum_to", "getitem", "concat", "stack", "split", "unbind",
     "embedding", "dropout", "dropout_mask", "rnn_cell", "lstm_cell", "gru_cell",
     "Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Linear", "AsType",
-    "Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "ReLU", "Clip", "Maximum", "Where", "Mask",
-    "Sum", "Mean", "Max", "LogSumExp", "Softmax", "LogSoftmax",
+    "Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "ReLU", "ReLUGrad", "Clip", "ClipGrad", "Maximum", "MaximumGrad", "Where",
+    "Sum", "Mean", "Max", "MaxGrad", "LogSumExp", "Softmax", "LogSoftmax",
     "Reshape", "Transpose", "BroadcastTo", "SumTo", "GetItem", "GetItemGrad", "Concat",
-    "Stack", "Split", "Unbind", "Embedding", "EmbeddingGrad", "FusedRNNCell", "FusedLSTMCell", "FusedGRUCell",
+    "Stack", "Split", "Unbind", "Embedding", "EmbeddingGrad", "DropoutMask", "FusedRNNCell", "FusedLSTMCell", "FusedGRUCell",
 ]
