@@ -43,18 +43,16 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 _GATE_NAMES = {"RNN_TANH": (), "RNN_RELU": (), "LSTM": LSTM_GATES, "GRU": GRU_GATES}
 
 
-def _cell_step(mode, input_gates, h, state, weight_hh, bias_hh, fused, weight_t=None, step=None):
+def _cell_step(mode, input_gates, h, state, weight_hh, bias_hh, fused, weight_t=None):
     """The next state, (h,) or (h, c), of a ``mode`` cell from the input side of the gates,
     the h its hidden side multiplies, the state and Wₕₕ, bₕₕ: one fused cell Function, or
     its composed form (``fused=False``)."""
     if mode == "LSTM":
-        return F.lstm_cell(input_gates, h, state[1], weight_hh, bias_hh, fused=fused, weight_t=weight_t,
-                           step=step)
+        return F.lstm_cell(input_gates, h, state[1], weight_hh, bias_hh, fused=fused, weight_t=weight_t)
     if mode == "GRU":
-        return (F.gru_cell(input_gates, h, weight_hh, bias_hh, fused=fused, weight_t=weight_t, step=step),)
+        return (F.gru_cell(input_gates, h, weight_hh, bias_hh, fused=fused, weight_t=weight_t),)
     nonlinearity = "tanh" if mode == "RNN_TANH" else "relu"
-    return (F.rnn_cell(input_gates, h, weight_hh, bias_hh, nonlinearity, fused=fused, weight_t=weight_t,
-                       step=step),)
+    return (F.rnn_cell(input_gates, h, weight_hh, bias_hh, nonlinearity, fused=fused, weight_t=weight_t),)
 
 
 def _rnn_mode(owner, nonlinearity):
@@ -213,17 +211,16 @@ class _Equations:
         if not self.composed and sequence is not None and min(sequence) >= 4:
             self.weight_t = np.ascontiguousarray(self.hidden_side.weight.data.T)
 
-    def step(self, input_gates, state, mask=None, step=None):
+    def step(self, input_gates, state, mask=None):
         """(the next state, its gates: Variables from the composed cells, else None) from one
         step's input side and the state. ``mask``: variational dropout's mask of h in the
         hidden-side matmuls (not for a fused GRU cell, whose z ⊙ h needs h unmasked);
-        ``step``: the fused cell's place in a sequence (see ``F.lstm_cell``).
         """
         h = state[0] if mask is None else state[0] * mask
         if not self.composed:
             hidden = self.hidden_side
             return _cell_step(self.mode, input_gates, h, state, hidden.weight, hidden.bias, self.fused,
-                               self.weight_t, step), None
+                               self.weight_t), None
         if self.mode == "LSTM":
             return lstm_step(input_gates, self.hidden_side(h), state[1], self.peephole, self.cell_norm)
         hidden_n = self.hidden_n

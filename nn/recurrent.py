@@ -46,7 +46,6 @@ from nn.cells import (
     _variant_repr,
 )
 from nn.module import Module
-from tensorgrad.steps import StepArrays
 
 
 def _check_probability(owner, name, value):
@@ -250,18 +249,10 @@ class _RNNBase(Module):
             input_gates = F.unbind(equations.input_side(x if x_mask is None else x * x_mask))
             for v in input_gates:
                 v.name = "x W_ihᵀ + b"  # each step's input side of the gates, as drawings label it
-            # Recorded, the steps write into arrays laid out for the whole sequence (kept for
-            # backward anyway); otherwise each step's arrays are freed as soon as it is done.
-            hidden = equations.hidden_side
-            recorded = tg.is_grad_enabled() and any(
-                v is not None and v.requires_grad
-                for v in (input_gates[0], hidden.weight, hidden.bias, *state))
-            arrays = StepArrays(steps) if recorded else None
             run = _Run(steps, valid)
             for t in reversed(range(steps)) if reverse else range(steps):
-                step = None if arrays is None else arrays.step(t)
                 with tg.scope(f"t={t}"):
-                    new, gates = equations.step(input_gates[t], state, h_mask, step)
+                    new, gates = equations.step(input_gates[t], state, h_mask)
                     if valid is not None and not valid[t].all():
                         # A sequence past its end keeps its state: h_n is the state at its last
                         # step, and the reverse direction starts there from h_0.

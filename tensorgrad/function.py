@@ -1,9 +1,9 @@
 """The Function: one differentiable operation, computed at once and recorded on the tape."""
 
 import itertools
+import linecache
 import operator
-import os
-import traceback
+import sys
 import weakref
 
 import numpy as np
@@ -15,7 +15,8 @@ _sequence = itertools.count()  # recording order: every input is recorded before
 # For map(): no Python-level loop in __call__, whose overhead is most of what a tiny op costs.
 _data = operator.attrgetter("data")
 _requires_grad = operator.attrgetter("requires_grad")
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# The packages of this project: an anomaly is reported at the first line outside them, the user's.
+_LIBRARY_PACKAGES = ("tensorgrad", "nn")
 
 
 class ShapeError(ValueError):
@@ -39,11 +40,14 @@ class Function:
     Calling an instance records it, when any input requires a gradient and gradient mode
     is on; each instance is called once.
 
-    One exception to "Variables in backward": when the backward pass is not recorded, the
-    gradient of a weight W used in a product y = x Wᵀ may be returned as a
-    :class:`~tensorgrad.autograd.SumOfProducts` (gᵀx kept as its factors), which the engine
-    sums over all uses of W in one matmul before anyone sees it (``Linear`` and the fused
-    recurrent cells do so).
+    The one hook for speed, the rule of PyTorch's ``once_differentiable``: a Function may
+    also define ``numpy_backward(self, *grad_output_arrays)``, which receives one ndarray
+    per output (zeros for an output without gradient) and returns an ndarray or None per
+    input (a single ndarray for one input, else a tuple). The engine calls it instead of
+    ``backward`` when the backward pass is not recorded (``create_graph=False``); when it is
+    recorded, ``backward`` runs, so ``backward`` stays the one definition of the gradient
+    and ``numpy_backward`` only computes the same numbers faster. A fused recurrent cell
+    derives its ``backward`` from its composed form (see :mod:`tensorgrad.functions.cells`).
     """
 
     op = None  # the name shown in graphs and errors; defaults to the class name
@@ -59,7 +63,7 @@ class Function:
             raise
         except (ValueError, IndexError) as error:
             shapes = ", ".join(str(x.shape) for x in inputs)
-            raise type(error)(f"{self.name}: {error} (input shapes {shapes})") from None
+            raise type(error)(f"{self.name}: {error} (input shapes {shapes})") from error
         record = state.grad_enabled and any(map(_requires_grad, inputs))
         single = not isinstance(ys, tuple)
         if single:
@@ -68,6 +72,7 @@ class Function:
             outputs = tuple([Variable._result(y, record) for y in ys])
         if state.anomaly:
             self.source = _user_source_line()
+            self.scope = state.scope
             check_finite(self, "output", [y.data for y in outputs])
         if state.tracer is not None:
             state.tracer.append((self, inputs, outputs))
@@ -100,17 +105,23 @@ class Function:
 
 
 def _user_source_line():
-    """``file:line`` of the innermost stack frame outside tensorgrad itself."""
-    for frame in reversed(traceback.extract_stack()):
-        if not os.path.abspath(frame.filename).startswith(_PACKAGE_DIR):
-            return f"{frame.filename}:{frame.lineno}: {frame.line}"
-    return "<unknown>"
+    """``file:line: code`` of the innermost stack frame outside the library's packages."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _LIBRARY_PACKAGES:
+        frame = frame.f_back
+    if frame is None:
+        return "<unknown>"
+    code = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}: {code}"
 
 
 def check_finite(function, what, arrays):
     for i, array in enumerate(arrays):
         if array is not None and array.dtype.kind == "f" and not np.isfinite(array).all():
+            first = tuple(int(k) for k in np.argwhere(~np.isfinite(array))[0])
             where = getattr(function, "source", "<recorded outside detect_anomaly>")
+            scope = getattr(function, "scope", None)
+            in_scope = f" in scope {scope}" if scope else ""
             raise AnomalyError(f"{function.name}: {what} {i} of shape {array.shape} contains "
-                               f"NaN or Inf; the Function was recorded at {where}")
-
+                               f"NaN or Inf at index {first}; the Function was recorded"
+                               f"{in_scope} at {where}")

@@ -6,14 +6,10 @@ its shape (``sum_to``).
 
 import numpy as np
 
-from tensorgrad.autograd import SumOfProducts
 from tensorgrad.function import Function, ShapeError
-from tensorgrad.functions._util import operands, result_dtype
+from tensorgrad.functions._util import operands
 from tensorgrad.functions.elementwise import log
 from tensorgrad.functions.shape import sum_to, swap_last_axes
-from tensorgrad.modes import is_grad_enabled
-from tensorgrad.steps import as_rows
-from tensorgrad.variable import Variable
 
 
 def _reduce(gx, x):
@@ -146,9 +142,6 @@ class Linear(Function):
     """y = x Wᵀ + b for x of shape (..., in), W of shape (out, in) and b of shape (out,).
 
     ∂L/∂x = ∂L/∂y W, ∂L/∂W = Σ ∂L/∂yᵀ x and ∂L/∂b = Σ ∂L/∂y, summed over the leading axes.
-    When the backward pass is not recorded, ∂L/∂W and ∂L/∂b are handed to the engine as
-    :class:`~tensorgrad.autograd.SumOfProducts`, so that a weight used at every step of a
-    sequence gets its gradient in one matmul over all steps.
     """
 
     op = "linear"
@@ -160,37 +153,19 @@ class Linear(Function):
         if b is not None and b.shape != (W.shape[0],):
             raise ShapeError(f"linear: bias of shape {b.shape} does not fit a weight of shape "
                              f"{W.shape}")
-        y = np.empty(x.shape[:-1] + W.shape[:1], result_dtype(x, W))
-        rows = as_rows(y)  # one matmul over all leading axes (not one per row of a 3-d x)
-        np.matmul(as_rows(x), W.T, out=rows)
+        y = x.reshape(-1, x.shape[-1]) @ W.T  # one matmul over all leading axes of x
         if b is not None:
-            rows += b
-        return y
+            y += b
+        return y.reshape(x.shape[:-1] + W.shape[:1])
 
     def backward(self, gy):
         x, W = self.inputs[:2]
         b = self.inputs[2] if len(self.inputs) == 3 else None
-        if is_grad_enabled():  # recorded: Variable operations, differentiable again
-            gx = matmul(gy, W) if x.requires_grad else None
-            gy2 = gy.reshape(-1, gy.shape[-1])
-            gW = matmul(gy2.T, x.reshape(-1, x.shape[-1])) if W.requires_grad else None
-            gb = gy2.sum(axis=0) if b is not None and b.requires_grad else None
-        else:
-            gx, gW, gb = linear_gradients(gy.data, x, W, b)
-            gx = None if gx is None else Variable._result(gx, False)
+        gx = matmul(gy, W) if x.requires_grad else None
+        rows = gy.reshape(-1, gy.shape[-1])
+        gW = matmul(rows.T, x.reshape(-1, x.shape[-1])) if W.requires_grad else None
+        gb = rows.sum(axis=0) if b is not None and b.requires_grad else None
         return (gx, gW) if b is None else (gx, gW, gb)
-
-
-def linear_gradients(gy, x, W, b=None):
-    """(∂L/∂x, ∂L/∂W, ∂L/∂b) of y = x Wᵀ + b from the array ∂L/∂y, for a backward that is not
-    recorded: ∂L/∂x = ∂L/∂y W an array, ∂L/∂W and ∂L/∂b as SumOfProducts; None for any of the
-    Variables x, W, b that needs no gradient (or b None). Linear's and the fused cells' backward.
-    """
-    rows = as_rows(gy)
-    gx = (rows @ W.data).reshape(x.shape) if x.requires_grad else None
-    gW = SumOfProducts(rows, as_rows(x.data)) if W.requires_grad else None
-    gb = SumOfProducts(rows) if b is not None and b.requires_grad else None
-    return gx, gW, gb
 
 
 class AsType(Function):

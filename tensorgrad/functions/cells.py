@@ -1,58 +1,114 @@
-"""Recurrent cells as fused Functions: one node per time step, PyTorch's equations.
+"""Recurrent cells: one time step of the RNN, LSTM and GRU, composed and fused.
 
-A cell step computes every gate at once from two affine maps: the input side
+A step computes every gate at once from two affine maps: the input side
 a = x Wᵢₕᵀ + bᵢₕ, which a recurrent layer computes for all steps in one matmul before its
-loop, and the hidden side b = h Wₕₕᵀ + bₕₕ, which needs the previous step's state. The
-cell Functions here take a, the state and Wₕₕ, bₕₕ, and compute b and the next state in
-one node, with a hand-written NumPy backward, instead of the dozen primitive nodes of the
-composed form. Their backward hands the engine Wₕₕ's gradient as a
-:class:`~tensorgrad.autograd.SumOfProducts`, so that over a sequence it is one matmul.
+loop, and the hidden side b = h Wₕₕᵀ + bₕₕ, which needs the previous step's state.
 
-The composed form (``fused=False``) is kept, built from primitive Functions only: it is
-the reference the fused one is tested against, it draws nicely, and it supplies the
-higher derivatives. When the backward pass is itself recorded (``create_graph=True``), a
-fused cell's backward differentiates its composed form instead of running the NumPy
-formulas, so the formulas are written once.
+The composed forms (:func:`rnn_step`, :func:`lstm_step`, :func:`gru_step`) are the
+equations, written once, from primitive Functions: PyTorch's cells, and the variants that
+change the inside of a step (peepholes, a normalised cell state, the GRU's reset gate
+before the hidden matmul). Each returns its gates as well as the next state.
+
+The fused Functions (:class:`FusedRNNCell`, :class:`FusedLSTMCell`, :class:`FusedGRUCell`)
+compute PyTorch's standard cells, hidden side included, in one node per step, with a NumPy
+forward and an array-level ``numpy_backward`` (see :class:`~tensorgrad.Function`) whose
+arrays are named after the symbols of their docstrings' equations. Their recorded
+``backward`` differentiates the composed form, so the equations are not written twice.
 """
 
 import numpy as np
 
 from tensorgrad.autograd import grad
 from tensorgrad.function import Function, ShapeError
-from tensorgrad.functions._util import result_dtype
-from tensorgrad.functions.arithmetic import linear, linear_gradients
+from tensorgrad.functions.arithmetic import linear
 from tensorgrad.functions.elementwise import relu, sigmoid, sigmoid_array, tanh
 from tensorgrad.functions.shape import split
-from tensorgrad.modes import is_grad_enabled
-from tensorgrad.steps import empty
-from tensorgrad.variable import Variable, as_variable
+from tensorgrad.variable import as_variable
 
 NONLINEARITIES = ("tanh", "relu")
+LSTM_GATES = ("i", "f", "g", "o")  # in the order of the gates' rows in the weights, as in PyTorch
+GRU_GATES = ("r", "z", "n")
+GATE_NONLINEARITIES = {"i": "sigmoid", "f": "sigmoid", "g": "tanh", "o": "sigmoid",
+                       "r": "sigmoid", "z": "sigmoid", "n": "tanh"}
 
 
 # ----------------------------------------------------------------------------- composed forms
-def _rnn_cell_composed(input_gates, h, weight_hh, bias_hh=None, *, nonlinearity):
-    pre_activation = input_gates + linear(h, weight_hh, bias_hh)
+def rnn_step(input_gates, hidden_gates, nonlinearity="tanh"):
+    """One Elman step h' = tanh(a + b) (or relu) from the input and hidden sides a, b."""
+    pre_activation = input_gates + hidden_gates
     return tanh(pre_activation) if nonlinearity == "tanh" else relu(pre_activation)
 
 
-def _lstm_cell_composed(input_gates, h, c, weight_hh, bias_hh=None):
-    i, f, g, o = split(input_gates + linear(h, weight_hh, bias_hh), 4, axis=-1)
-    c_next = sigmoid(f) * c + sigmoid(i) * tanh(g)
-    return sigmoid(o) * tanh(c_next), c_next
+def lstm_step(input_gates, hidden_gates, c, peephole=None, cell_norm=None):
+    """One LSTM step. With [zᵢ, z_f, z_g, z_o] = a + b (a, b: the input and hidden sides of
+    the gates) and peephole weights w_ci, w_cf, w_co (left out when ``peephole`` is None),
+
+        i = σ(zᵢ + w_ci ⊙ c),  f = σ(z_f + w_cf ⊙ c),  g = tanh(z_g)
+        c' = f ⊙ c + i ⊙ g
+        o = σ(z_o + w_co ⊙ c'),  h' = o ⊙ tanh(N(c'))
+
+    where N is ``cell_norm`` (the identity when None). The output gate sees the new cell
+    state c', the other two the old one. Returns ((h', c'), (i, f, g, o)).
+    """
+    z_i, z_f, z_g, z_o = split(input_gates + hidden_gates, 4, axis=-1)
+    if peephole is not None:
+        w_ci, w_cf, w_co = peephole
+        z_i = z_i + w_ci * c
+        z_f = z_f + w_cf * c
+    i, f, g = sigmoid(z_i), sigmoid(z_f), tanh(z_g)
+    c_next = f * c + i * g
+    if peephole is not None:
+        z_o = z_o + w_co * c_next
+    o = sigmoid(z_o)
+    h_next = o * tanh(c_next if cell_norm is None else cell_norm(c_next))
+    _name_gates(LSTM_GATES, (i, f, g, o))
+    return (h_next, c_next), (i, f, g, o)
 
 
-def _gru_cell_composed(input_gates, h, weight_hh, bias_hh=None):
+def gru_step(input_gates, hidden_gates, h, hidden_n=None):
+    """One GRU step, from the input side a = [aᵣ, a_z, aₙ] of the gates:
+
+        r = σ(aᵣ + bᵣ),  z = σ(a_z + b_z),  h' = (1 - z) ⊙ n + z ⊙ h, with
+
+        n = tanh(aₙ + r ⊙ bₙ)           reset after the matmul (PyTorch's form), or
+        n = tanh(aₙ + hidden_n(r ⊙ h))   reset before it, when ``hidden_n`` is given.
+
+    ``hidden_gates`` is the hidden side [bᵣ, b_z, bₙ] = h Wₕₕᵀ + bₕₕ, or just [bᵣ, b_z] with
+    ``hidden_n``, which maps r ⊙ h to its n-part (r ⊙ h) Wₕₙᵀ + bₕₙ. Returns ((h',), (r, z, n)).
+    """
     a_r, a_z, a_n = split(input_gates, 3, axis=-1)
-    b_r, b_z, b_n = split(linear(h, weight_hh, bias_hh), 3, axis=-1)
+    if hidden_n is None:
+        b_r, b_z, b_n = split(hidden_gates, 3, axis=-1)
+    else:
+        b_r, b_z = split(hidden_gates, 2, axis=-1)
     r = sigmoid(a_r + b_r)
     z = sigmoid(a_z + b_z)
-    n = tanh(a_n + r * b_n)
-    return (1 - z) * n + z * h
+    n = tanh(a_n + (r * b_n if hidden_n is None else hidden_n(r * h)))
+    _name_gates(GRU_GATES, (r, z, n))
+    return ((1 - z) * n + z * h,), (r, z, n)
+
+
+def _name_gates(names, gates):
+    """Name the gate Variables (i, f, g, o or r, z, n), as drawings of the graph label them."""
+    for name, gate in zip(names, gates, strict=True):
+        gate.name = name
+
+
+# ----------------------------------------------------------------------------- fused Functions
+def _slices(z, n):
+    """The n equal slices of z along its last axis (views)."""
+    H = z.shape[-1] // n
+    return [z[..., k * H:(k + 1) * H] for k in range(n)]
+
+
+def _rows(array):
+    """``array`` (..., n) as a 2-d array of rows (m, n)."""
+    return array.reshape(-1, array.shape[-1])
 
 
 class _StandIn(Function):
-    """y = x: a stand-in for an input while its composed cell is differentiated."""
+    """y = x: the input of a fused cell as its composed form sees it, so that differentiating
+    the composed form gives the gradients with respect to the cell's own inputs."""
 
     op = "identity"
 
@@ -63,107 +119,53 @@ class _StandIn(Function):
         return gy
 
 
-def _composed_gradients(function, composed, grad_outputs):
-    """The input gradients of a fused cell ``function``, recorded through its composed form.
-
-    The composed form runs on stand-ins for the inputs. While ``grad`` runs, the stand-ins
-    are cut from the graph behind them, so that it walks this one cell and not the whole
-    network that led to it; afterwards they are linked back, so the gradients stay
-    differentiable with respect to the real inputs.
-    """
-    stand_ins = [_StandIn()(x) for x in function.inputs]
-    links = [x.creator for x in stand_ins]
-    try:
-        for x in stand_ins:
-            x.creator = None
-        outputs = composed(*stand_ins)
-        return grad(outputs, stand_ins, grad_outputs, create_graph=True)
-    finally:
-        for x, link in zip(stand_ins, links, strict=True):
-            x.creator = link
-
-
-# ----------------------------------------------------------------------------- fused Functions
-# The NumPy formulas work in place in as few arrays as the equations allow: the cells run
-# at every time step, where each temporary array costs as much as the arithmetic. Inside a
-# recurrent layer (``step`` given) the arrays are that step's slices of arrays laid out for
-# the whole sequence (see tensorgrad.steps).
-
-def _gates(z, n):
-    """The n equal slices of z along its last axis (views)."""
-    H = z.shape[-1] // n
-    return [z[..., k * H:(k + 1) * H] for k in range(n)]
-
-
-def _one_minus(x, out):
-    """1 - x, into ``out``."""
-    return np.subtract(1, x, out=out)
-
-
-def _sigmoid_slope_times(y, *factors, out):
-    """σ'(x) ⊙ factors = y(1 - y) ⊙ f₁ ⊙ f₂ ... for y = σ(x), into ``out``."""
-    _one_minus(y, out)
-    out *= y
-    for factor in factors:
-        out *= factor
-    return out
-
-
 class _FusedCell(Function):
     """What the fused cells share: the inputs (a, h, [c,] Wₕₕ[, bₕₕ]), the hidden side
-    b = h Wₕₕᵀ + bₕₕ in forward, and the gradients through it in backward.
+    b = h Wₕₕᵀ + bₕₕ in forward, the gradients through it in ``numpy_backward``, and the
+    recorded ``backward``, which differentiates :meth:`composed`.
 
     ``weight_t``, if given, is Wₕₕᵀ copied into C order by a layer that multiplies by it at
     every step: BLAS multiplies a thin h by it up to twice as fast as by the view ``Wₕₕ.T``.
-    It must hold Wₕₕ's current values. ``step`` (a :class:`tensorgrad.steps.Step`): the
-    step's arrays are slices of arrays laid out for the sequence.
+    It must hold Wₕₕ's current values.
     """
 
     states = 1  # h; the LSTM has (h, c)
 
-    def __init__(self, weight_t=None, step=None):
+    def __init__(self, weight_t=None):
         self.weight_t = weight_t
-        self.step = step
 
-    @property
-    def _bias(self):
-        """The input bₕₕ, or None if the cell was called without it."""
-        return self.inputs[2 + self.states] if len(self.inputs) == 3 + self.states else None
-
-    def _hidden_side(self, h, W, b, name, dtype):
-        """b = h Wₕₕᵀ + bₕₕ, into the step's array ``name``."""
-        side = empty(self.step, name, h.shape[:-1] + W.shape[:1], dtype)
-        np.matmul(h, W.T if self.weight_t is None else self.weight_t, out=side)
+    def _hidden_side(self, h, W, b):
+        """b = h Wₕₕᵀ + bₕₕ."""
+        side = h @ (W.T if self.weight_t is None else self.weight_t)
         if b is not None:
             side += b
         return side
 
-    def _through_hidden_side(self, grad_side):
-        """(∂L/∂h, ∂L/∂Wₕₕ, ∂L/∂bₕₕ) from ∂L/∂b, the gradient at the hidden side b = h Wₕₕᵀ + bₕₕ
-        (see :func:`~tensorgrad.functions.arithmetic.linear_gradients`)."""
-        return linear_gradients(grad_side, self.inputs[1], self.inputs[1 + self.states], self._bias)
+    def _through_hidden_side(self, grad_b):
+        """(∂L/∂h, ∂L/∂Wₕₕ, ∂L/∂bₕₕ) from ∂L/∂b at the hidden side b = h Wₕₕᵀ + bₕₕ:
+        ∂L/∂b Wₕₕ, Σ ∂L/∂bᵀ h and Σ ∂L/∂b over the batch; None where no gradient is needed."""
+        h, W = self.inputs[1], self.inputs[1 + self.states]
+        bias = self.inputs[2 + self.states] if len(self.inputs) == 3 + self.states else None
+        grad_h = grad_b @ W.data if h.requires_grad else None
+        grad_W = _rows(grad_b).T @ _rows(h.data) if W.requires_grad else None
+        grad_bias = _rows(grad_b).sum(axis=0) if bias is not None and bias.requires_grad else None
+        return grad_h, grad_W, grad_bias
 
-    def _gradients(self, grad_input_side, grad_h, grad_W, grad_b, *grad_more_state):
-        """The backward's result, one per input, from arrays (and SumOfProducts)."""
-        grads = [Variable._result(g, False) if g is not None else None
-                 for g in (grad_input_side, grad_h, *grad_more_state)]
-        grads.append(grad_W)
-        if self._bias is not None:
-            grads.append(grad_b)
-        return tuple(grads)
+    def _gradients(self, grad_a, grad_h, grad_W, grad_b, *grad_more_state):
+        """The gradients in the order of the inputs (a, h, [c,] Wₕₕ[, bₕₕ]), None where none is needed."""
+        grads = (grad_a, grad_h, *grad_more_state, grad_W, grad_b)[:len(self.inputs)]
+        return tuple(g if x.requires_grad else None for g, x in zip(grads, self.inputs, strict=True))
 
     def composed(self, *inputs):
-        """The cell's equations composed from primitive Functions (for the recorded backward)."""
-        raise NotImplementedError
-
-    def numpy_backward(self, *grad_outputs):
-        """The input gradients, one per input, from the output gradients' arrays (not recorded)."""
+        """The cell's outputs computed by its composed form from ``inputs`` (Variables)."""
         raise NotImplementedError
 
     def backward(self, *grad_outputs):
-        if is_grad_enabled():
-            return _composed_gradients(self, self.composed, list(grad_outputs))
-        return self.numpy_backward(*[g.data for g in grad_outputs])
+        """The gradients with respect to the inputs, recorded: those of the composed form."""
+        stand_ins = [_StandIn()(x) if x.requires_grad else x for x in self.inputs]
+        wanted = [x for x in stand_ins if x.creator is not None]
+        found = iter(grad(self.composed(*stand_ins), wanted, list(grad_outputs), create_graph=True))
+        return tuple(next(found) if x.creator is not None else None for x in stand_ins)
 
 
 class FusedRNNCell(_FusedCell):
@@ -172,30 +174,25 @@ class FusedRNNCell(_FusedCell):
         ∂L/∂z = ∂L/∂h' ⊙ (1 - h'²), or ∂L/∂h' ⊙ [h' > 0];  ∂L/∂a = ∂L/∂b = ∂L/∂z
     """
 
-    def __init__(self, nonlinearity, weight_t=None, step=None):
-        super().__init__(weight_t, step)
+    def __init__(self, nonlinearity, weight_t=None):
+        super().__init__(weight_t)
         self.nonlinearity = nonlinearity
         self.op = f"rnn_{nonlinearity}_cell"
 
-    def composed(self, *inputs):
-        return _rnn_cell_composed(*inputs, nonlinearity=self.nonlinearity)
+    def composed(self, a, h, W, b=None):
+        return rnn_step(a, linear(h, W, b), self.nonlinearity)
 
     def forward(self, a, h, W, b=None):
-        z = self._hidden_side(h, W, b, "h", result_dtype(a, h, W))
-        z += a
-        if self.nonlinearity == "tanh":
-            return np.tanh(z, out=z)
-        return np.maximum(z, 0, out=z)
+        z = a + self._hidden_side(h, W, b)
+        return np.tanh(z) if self.nonlinearity == "tanh" else np.maximum(z, 0)
 
-    def numpy_backward(self, grad_h):
-        h = self.outputs[0]().data
-        g = empty(self.step, "grad_gates", h.shape, h.dtype)
+    def numpy_backward(self, grad_h_next):
+        h_next = self.outputs[0]().data
         if self.nonlinearity == "tanh":
-            _one_minus(np.multiply(h, h, out=g), g)
-            g *= grad_h
+            grad_z = grad_h_next * (1 - h_next * h_next)
         else:
-            np.multiply(grad_h, h > 0, out=g)
-        return self._gradients(g, *self._through_hidden_side(g))
+            grad_z = grad_h_next * (h_next > 0)
+        return self._gradients(grad_z, *self._through_hidden_side(grad_z))
 
 
 class FusedLSTMCell(_FusedCell):
@@ -213,44 +210,32 @@ class FusedLSTMCell(_FusedCell):
 
     op = "lstm_cell"
     states = 2
-    composed = staticmethod(_lstm_cell_composed)
+
+    def composed(self, a, h, c, W, b=None):
+        return lstm_step(a, linear(h, W, b), c)[0]
 
     def forward(self, a, h, c, W, b=None):
-        dtype = result_dtype(a, h, c, W)
-        gates = self._hidden_side(h, W, b, "gates", dtype)  # activated in place
-        gates += a
-        i, f, g, o = _gates(gates, 4)
-        sigmoid_array(gates[..., :2 * c.shape[-1]], out=gates[..., :2 * c.shape[-1]])  # i and f
-        np.tanh(g, out=g)
-        sigmoid_array(o, out=o)
-        c_next = np.multiply(f, c, out=empty(self.step, "c", c.shape, dtype))
-        tanh_c = np.multiply(i, g)
-        c_next += tanh_c
-        np.tanh(c_next, out=tanh_c)
-        self.saved = gates, c_next  # tanh(c') is computed again in backward: one array less to keep
-        return np.multiply(o, tanh_c, out=empty(self.step, "h", c.shape, dtype)), c_next
+        H = c.shape[-1]
+        z = a + self._hidden_side(h, W, b)
+        i, f = _slices(sigmoid_array(z[..., :2 * H]), 2)
+        g = np.tanh(z[..., 2 * H:3 * H])
+        o = sigmoid_array(z[..., 3 * H:])
+        c_next = f * c + i * g
+        tanh_c_next = np.tanh(c_next)
+        self.saved = i, f, g, o, tanh_c_next
+        return o * tanh_c_next, c_next
 
-    def numpy_backward(self, grad_h, grad_c):
-        gates, c_next = self.saved
-        i, f, g, o = _gates(gates, 4)
+    def numpy_backward(self, grad_h_next, grad_c_next):
+        i, f, g, o, tanh_c_next = self.saved
         c = self.inputs[2].data
-        dz = empty(self.step, "grad_gates", gates.shape, gates.dtype)
-        di, df, dg, do = _gates(dz, 4)
-        tanh_c = np.tanh(c_next)
-        dc = np.multiply(tanh_c, tanh_c)
-        _one_minus(dc, dc)
-        dc *= o
-        dc *= grad_h
-        dc += grad_c
-        _sigmoid_slope_times(o, tanh_c, grad_h, out=do)
-        _sigmoid_slope_times(i, g, dc, out=di)
-        _sigmoid_slope_times(f, c, dc, out=df)
-        np.multiply(g, g, out=dg)
-        _one_minus(dg, dg)
-        dg *= i
-        dg *= dc
-        dc *= f
-        return self._gradients(dz, *self._through_hidden_side(dz), dc)
+        delta_c = grad_c_next + grad_h_next * o * (1 - tanh_c_next * tanh_c_next)
+        grad_z = np.empty(c.shape[:-1] + (4 * c.shape[-1],), delta_c.dtype)
+        grad_z_i, grad_z_f, grad_z_g, grad_z_o = _slices(grad_z, 4)
+        np.multiply(delta_c * g, i * (1 - i), out=grad_z_i)
+        np.multiply(delta_c * c, f * (1 - f), out=grad_z_f)
+        np.multiply(delta_c * i, 1 - g * g, out=grad_z_g)
+        np.multiply(grad_h_next * tanh_c_next, o * (1 - o), out=grad_z_o)
+        return self._gradients(grad_z, *self._through_hidden_side(grad_z), delta_c * f)
 
 
 class FusedGRUCell(_FusedCell):
@@ -268,51 +253,33 @@ class FusedGRUCell(_FusedCell):
     """
 
     op = "gru_cell"
-    composed = staticmethod(_gru_cell_composed)
+
+    def composed(self, a, h, W, b=None):
+        return gru_step(a, linear(h, W, b), h)[0][0]
 
     def forward(self, a, h, W, b=None):
-        dtype = result_dtype(a, h, W)
         H = h.shape[-1]
-        gates = self._hidden_side(h, W, b, "gates", dtype)  # [bᵣ, b_z, bₙ], made r, z, n in place
-        r, z, n = _gates(gates, 3)
-        hidden_n = empty(self.step, "hidden_n", h.shape, dtype)  # bₙ, kept for backward
-        hidden_n[...] = n
-        rz = gates[..., :2 * H]
-        rz += a[..., :2 * H]
-        sigmoid_array(rz, out=rz)
-        np.multiply(r, hidden_n, out=n)
-        n += a[..., 2 * H:]
-        np.tanh(n, out=n)
-        self.saved = gates, hidden_n
-        h_next = np.subtract(h, n, out=empty(self.step, "h", h.shape, dtype))
-        h_next *= z
-        h_next += n
-        return h_next
+        hidden = self._hidden_side(h, W, b)
+        b_n = hidden[..., 2 * H:]
+        r, z = _slices(sigmoid_array(a[..., :2 * H] + hidden[..., :2 * H]), 2)
+        n = np.tanh(a[..., 2 * H:] + r * b_n)
+        self.saved = r, z, n, b_n
+        return n + z * (h - n)  # (1 - z) ⊙ n + z ⊙ h
 
-    def numpy_backward(self, grad_h):
-        gates, hidden_n = self.saved
-        r, z, n = _gates(gates, 3)
+    def numpy_backward(self, grad_h_next):
+        r, z, n, b_n = self.saved
         h = self.inputs[1].data
-        H = h.shape[-1]
-        da = empty(self.step, "grad_input_gates", gates.shape, gates.dtype)
-        dr, dz, dn = _gates(da, 3)
-        np.multiply(n, n, out=dn)
-        _one_minus(dn, dn)
-        work = _one_minus(z, None)
-        dn *= work
-        dn *= grad_h
-        work *= z
-        np.subtract(h, n, out=dz)
-        dz *= work
-        dz *= grad_h
-        _sigmoid_slope_times(r, hidden_n, dn, out=dr)
-        db = empty(self.step, "grad_hidden_gates", gates.shape, gates.dtype)
-        db[..., :2 * H] = da[..., :2 * H]
-        np.multiply(dn, r, out=db[..., 2 * H:])
-        grad_h_through_b, grad_W, grad_b = self._through_hidden_side(db)
-        if grad_h_through_b is not None:
-            grad_h_through_b += np.multiply(grad_h, z, out=work)
-        return self._gradients(da, grad_h_through_b, grad_W, grad_b)
+        grad_a = np.empty(h.shape[:-1] + (3 * h.shape[-1],), grad_h_next.dtype)
+        grad_a_r, grad_a_z, delta_n = _slices(grad_a, 3)
+        np.multiply(grad_h_next * (1 - z), 1 - n * n, out=delta_n)
+        np.multiply(grad_h_next * (h - n), z * (1 - z), out=grad_a_z)
+        np.multiply(delta_n * b_n, r * (1 - r), out=grad_a_r)
+        grad_b = grad_a.copy()
+        _slices(grad_b, 3)[2][...] = delta_n * r
+        grad_h, grad_W, grad_bias = self._through_hidden_side(grad_b)
+        if grad_h is not None:
+            grad_h += grad_h_next * z
+        return self._gradients(grad_a, grad_h, grad_W, grad_bias)
 
 
 # ----------------------------------------------------------------------------- public functions
@@ -338,31 +305,28 @@ def _checked(op, gates, input_gates, h, weight_hh, bias_hh, c=None):
     return operands + ((W,) if b is None else (W, b))
 
 
-def rnn_cell(input_gates, h, weight_hh, bias_hh=None, nonlinearity="tanh", *, fused=True,
-             weight_t=None, step=None):
+def rnn_cell(input_gates, h, weight_hh, bias_hh=None, nonlinearity="tanh", *, fused=True, weight_t=None):
     """The Elman cell h' = tanh(a + h Wₕₕᵀ + bₕₕ) (or relu), from the input side a = x Wᵢₕᵀ + bᵢₕ.
 
-    ``weight_t`` and ``step``: a recurrent layer's layout hints (see :class:`_FusedCell`).
+    ``fused=False`` records the composed form instead of the one fused node; ``weight_t``:
+    see :class:`_FusedCell`.
     """
     if nonlinearity not in NONLINEARITIES:
         raise ValueError(f"rnn_cell: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or 'relu'")
+    cell = FusedRNNCell(nonlinearity, weight_t)
     operands = _checked("rnn_cell", 1, input_gates, h, weight_hh, bias_hh)
-    if fused:
-        return FusedRNNCell(nonlinearity, weight_t, step)(*operands)
-    return _rnn_cell_composed(*operands, nonlinearity=nonlinearity)
+    return cell(*operands) if fused else cell.composed(*operands)
 
 
-def lstm_cell(input_gates, h, c, weight_hh, bias_hh=None, *, fused=True, weight_t=None, step=None):
+def lstm_cell(input_gates, h, c, weight_hh, bias_hh=None, *, fused=True, weight_t=None):
     """(h', c') of the LSTM cell (gates in PyTorch's order i, f, g, o); see FusedLSTMCell and rnn_cell."""
+    cell = FusedLSTMCell(weight_t)
     operands = _checked("lstm_cell", 4, input_gates, h, weight_hh, bias_hh, c)
-    if fused:
-        return FusedLSTMCell(weight_t, step)(*operands)
-    return _lstm_cell_composed(*operands)
+    return cell(*operands) if fused else cell.composed(*operands)
 
 
-def gru_cell(input_gates, h, weight_hh, bias_hh=None, *, fused=True, weight_t=None, step=None):
+def gru_cell(input_gates, h, weight_hh, bias_hh=None, *, fused=True, weight_t=None):
     """h' of PyTorch's GRU cell (gates in the order r, z, n); see FusedGRUCell and rnn_cell."""
+    cell = FusedGRUCell(weight_t)
     operands = _checked("gru_cell", 3, input_gates, h, weight_hh, bias_hh)
-    if fused:
-        return FusedGRUCell(weight_t, step)(*operands)
-    return _gru_cell_composed(*operands)
+    return cell(*operands) if fused else cell.composed(*operands)

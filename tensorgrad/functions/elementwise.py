@@ -78,7 +78,7 @@ class TanhGrad(Function):
 class Sigmoid(Function):
     """y = σ(x) = 1/(1 + e⁻ˣ);  dy/dx = y(1 - y).
 
-    Computed as ½ tanh(x/2) + ½, which never overflows.
+    Computed by :func:`sigmoid_array`, which never overflows and keeps full relative precision.
     """
 
     op = "sigmoid"
@@ -90,13 +90,15 @@ class Sigmoid(Function):
         return SigmoidGrad()(gy, self.outputs[0]())
 
 
-def sigmoid_array(x, out=None):
-    """σ(x) = ½ tanh(x/2) + ½ on an ndarray, into ``out`` if given (which may be ``x``)."""
-    out = np.asarray(np.multiply(x, 0.5)) if out is None else np.multiply(x, 0.5, out=out)  # 0-d: array
-    np.tanh(out, out=out)
-    out *= 0.5
-    out += 0.5
-    return out
+def sigmoid_array(x):
+    """σ(x) = 1 / (1 + e⁻ˣ) on an ndarray, to full relative precision on both sides.
+
+    With e = e^(-|x|), which lies in (0, 1] and so never overflows, σ(x) = 1 / (1 + e) for
+    x ≥ 0 and σ(x) = e / (1 + e) for x < 0: no cancellation, even where σ(x) is tiny.
+    """
+    e = np.exp(-np.abs(x))
+    s = 1 / (1 + e)
+    return np.where(x >= 0, s, e * s)
 
 
 class SigmoidGrad(Function):

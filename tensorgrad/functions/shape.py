@@ -8,7 +8,6 @@ import numpy as np
 
 from tensorgrad.function import Function, ShapeError
 from tensorgrad.functions._util import sum_to_shape
-from tensorgrad.steps import joined
 from tensorgrad.variable import Variable
 
 
@@ -149,10 +148,6 @@ class Stack(Function):
         self.axis = axis
 
     def forward(self, *xs):
-        if self.axis == 0:  # the steps of a recurrent layer, already side by side in one array?
-            view = joined(xs)
-            if view is not None:
-                return view
         return np.stack(xs, axis=self.axis)
 
     def backward(self, gy):

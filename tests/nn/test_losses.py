@@ -6,6 +6,7 @@ import pytest
 
 import nn
 import tensorgrad as tg
+from nn.losses import CrossEntropy
 
 TOLERANCE = {np.float32: 1e-5, np.float64: 1e-10}
 
@@ -169,3 +170,23 @@ def test_mse_loss_value_gradcheck_and_bad_input():
         nn.mse_loss(x, target.reshape(1, 3))
     with pytest.raises(ValueError, match="reduction must be one of"):
         nn.mse_loss(x, target, reduction="elementwise_mean")
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
+@pytest.mark.parametrize("shape", [(5, 4), (3, 4, 2)])
+def test_cross_entropy_function_gradients(label_smoothing, shape):
+    rng = np.random.default_rng(4)
+    logits = rng.standard_normal(shape) * 2
+    targets = rng.integers(0, shape[1], shape[:1] + shape[2:])
+    counted = rng.random(targets.shape) > 0.3
+    log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    q = np.full(shape, label_smoothing / shape[1])
+    np.put_along_axis(q, np.expand_dims(targets, 1), 1 - label_smoothing + label_smoothing / shape[1], axis=1)
+    expected = np.where(counted, -(q * log_p).sum(axis=1), 0)
+
+    def loss(z):
+        return CrossEntropy(targets, counted, label_smoothing)(z)
+
+    np.testing.assert_allclose(loss(tg.Variable(logits)).data, expected, rtol=1e-12)
+    assert tg.gradcheck(loss, logits)
+    assert tg.gradgradcheck(loss, logits, atol=1e-4)

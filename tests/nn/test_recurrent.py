@@ -534,3 +534,19 @@ def test_states_are_named_for_drawings():
     fused, _ = nn.GRU(IN, H)(np.zeros((T, B, IN), np.float32))
     cells = [f for f in recorded_functions(fused) if f.op == "gru_cell"]
     assert {cell.inputs[0].name for cell in cells} == {"x W_ihᵀ + b"}
+
+
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "RNN"])
+def test_gradients_handed_out_by_one_pass_survive_the_next(kind):
+    """Each backward pass over the same graph hands out gradients of its own."""
+    model = getattr(nn, kind)(3, 4, bidirectional=True).double()
+    output, _ = model(np.random.default_rng(3).standard_normal((5, 2, 3)))
+    loss = (output * output).sum()
+    cells = [f for f in tg.autograd.reachable_functions([loss]) if f.op.endswith("_cell")]
+    input_gates = [f.inputs[0] for f in cells]
+    first = tg.grad(loss, input_gates)
+    kept = [g.data.copy() for g in first]
+    second = tg.grad(loss * 3.0, input_gates)
+    for g, k, g3 in zip(first, kept, second, strict=True):
+        np.testing.assert_array_equal(g.data, k)
+        np.testing.assert_allclose(g3.data, 3 * k, rtol=1e-12)

@@ -338,3 +338,34 @@ def test_grad_takes_a_single_array_as_grad_outputs():
     y = x * x
     (g,) = tg.grad(y, x, grad_outputs=np.array([1.0, 0.0, 2.0]))
     np.testing.assert_allclose(g.data, [2.0, 0.0, 12.0])
+
+
+def test_grad_walks_no_function_recorded_before_its_inputs():
+    class Watched(tg.Function):
+        """y = 2x, noting when the backward pass looks at its inputs."""
+
+        walked = False
+
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, gy):
+            return gy * 2
+
+        @property
+        def inputs(self):
+            Watched.walked = True
+            return self._inputs
+
+        @inputs.setter
+        def inputs(self, value):
+            self._inputs = value
+
+    x = tg.Variable(np.ones(3))
+    middle = Watched()(x) * 3.0
+    Watched.walked = False
+    (g,) = tg.grad((middle * middle).sum(), [middle])
+    np.testing.assert_allclose(g.data, 2 * middle.data)
+    assert not Watched.walked
+    middle.sum().backward()  # a backward pass to the leaves does walk it
+    assert Watched.walked

@@ -18,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 import tensorgrad as tg
 import tensorgrad.functions as F
+from tensorgrad.functions.neural import add_rows
 
 FEW = settings(max_examples=15, deadline=None)
 FEWER = settings(max_examples=8, deadline=None)  # for gradgradcheck, which is slower
@@ -634,3 +635,13 @@ def test_unbind_is_the_inverse_of_stack():
         np.testing.assert_array_equal(F.stack(pieces, axis).data, x)
         assert tg.gradcheck(lambda v, axis=axis: F.unbind(v, axis)[1] * 2.0, x)
         assert tg.gradgradcheck(lambda v, axis=axis: F.tanh(F.unbind(v, axis)[0]), x)
+
+
+def test_add_rows_equals_add_at():
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 6, 40)
+    rows = rng.standard_normal((40, 3))
+    expected = np.zeros((7, 3))
+    np.add.at(expected, ids, rows)
+    np.testing.assert_allclose(add_rows(ids, rows, 7), expected, rtol=1e-12)
+    assert add_rows(ids[:0], rows[:0], 7).shape == (7, 3)
