@@ -55,6 +55,16 @@ def _cell_step(mode, input_gates, h, state, weight_hh, bias_hh, fused, weight_t=
     return (F.rnn_cell(input_gates, h, weight_hh, bias_hh, nonlinearity, fused=fused, weight_t=weight_t),)
 
 
+class _TransposedCopy(tg.Function):
+    """Wᵀ copied into C order. A Function (called unrecorded), so that a traced layer
+    (``tg.jit``) copies the current W at every replay instead of keeping the traced copy."""
+
+    op = "transposed_copy"
+
+    def forward(self, W):
+        return np.ascontiguousarray(W.T)
+
+
 def _rnn_mode(owner, nonlinearity):
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"{owner}: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or 'relu'")
@@ -209,7 +219,8 @@ class _Equations:
         # view W.T; the copy pays for itself within a few steps, but not when sampling one row.
         self.weight_t = None
         if not self.composed and sequence is not None and min(sequence) >= 4:
-            self.weight_t = np.ascontiguousarray(self.hidden_side.weight.data.T)
+            with tg.no_grad():  # a layout of Wₕₕ, not a node of the graph
+                self.weight_t = _TransposedCopy()(self.hidden_side.weight).data
 
     def step(self, input_gates, state, mask=None):
         """(the next state, its gates: Variables from the composed cells, else None) from one
