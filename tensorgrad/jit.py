@@ -46,7 +46,7 @@ class TraceError(RuntimeError):
     """A function that ``tg.jit`` cannot replay faithfully; the message says what it did."""
 
 
-def jit(fn=None, *, cache_size=CACHE_SIZE):
+def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=True):
     """``fn`` as a define-and-run function: traced at its first call per signature, then replayed.
 
     The signature of a call is: the nesting of its arguments (tuples, lists, dicts), each
@@ -63,16 +63,22 @@ def jit(fn=None, *, cache_size=CACHE_SIZE):
     draw new numbers at every replay. A replay's result is one node on the tape; its
     backward cannot be recorded (``create_graph=True`` is an error: call ``fn.eager``).
     Under ``detect_anomaly`` the function runs eagerly.
+
+    ``sum_weight_gradients``: the gradient of a recurrent weight Wₕₕ used by the fused cells
+    of every step, Σₜ ∂L/∂bₜᵀ hₜ, is one matmul over all steps instead of one per step, as a
+    hand-written BPTT does. Its sum is then rounded in another order than eager mode's
+    (float32: relative differences about 1e-7, which an optimizer carries on); False keeps
+    the eager run's order, so that every gradient is equal bit for bit.
     """
     if fn is None:
-        return functools.partial(jit, cache_size=cache_size)
-    return Jit(fn, cache_size)
+        return functools.partial(jit, cache_size=cache_size, sum_weight_gradients=sum_weight_gradients)
+    return Jit(fn, cache_size, sum_weight_gradients)
 
 
 class Jit:
     """A jitted function: ``__call__`` traces or replays; ``eager`` is the original function."""
 
-    def __init__(self, fn, cache_size):
+    def __init__(self, fn, cache_size, sum_weight_gradients=True):
         if not callable(fn):
             raise TypeError(f"jit: expected a callable, got {type(fn).__name__}")
         if cache_size < 1:
@@ -80,6 +86,7 @@ class Jit:
         functools.update_wrapper(self, fn)
         self.eager = fn
         self.cache_size = cache_size
+        self.sum_weight_gradients = sum_weight_gradients
         self.plans = collections.OrderedDict()  # signature -> Plan, least recently used first
         self.traces = 0
 
@@ -92,7 +99,7 @@ class Jit:
         if plan is not None and plan.still_valid():
             self.plans.move_to_end(key)
             return plan.replay(arrays)
-        result, plan = trace(self.eager, args, kwargs)
+        result, plan = trace(self.eager, args, kwargs, self.sum_weight_gradients)
         self.traces += 1
         self.plans[key] = plan
         self.plans.move_to_end(key)
@@ -171,7 +178,7 @@ def _flatten_outputs(result):
 
 
 # ----------------------------------------------------------------------------- the trace
-def trace(fn, args, kwargs):
+def trace(fn, args, kwargs, sum_weight_gradients=True):
     """Run ``fn`` eagerly, recording every Function call; return (its result, the Plan).
 
     ndarray arguments reach ``fn`` as Variables needing no gradient, so that what it does
@@ -186,7 +193,8 @@ def trace(fn, args, kwargs):
     finally:
         state.tracer = None
     outputs, rebuild = _flatten_outputs(result)
-    return result, Planner(arrays, calls, outputs, rebuild, getattr(fn, "__name__", "fn")).plan()
+    planner = Planner(arrays, calls, outputs, rebuild, getattr(fn, "__name__", "fn"))
+    return result, planner.plan(sum_weight_gradients)
 
 
 def _as_variables(value):
@@ -296,10 +304,12 @@ class Planner:
         return Step(function, ins, outs, binds, tuple(x.requires_grad for x in inputs))
 
     # ------------------------------------------------------------------ the plans
-    def plan(self):
+    def plan(self, sum_weight_gradients=True):
         forward = [self._step(f, ins, outs, False) for f, ins, outs in self.calls]
         for step in forward:
-            step.frame = step.outputs and self.requires_grad[step.outputs[0]] and _has_numpy_backward(step.function)
+            step.frame = bool(step.outputs) and self.requires_grad[step.outputs[0]] and _has_numpy_backward(
+                step.function)
+        self.sequences = self._sequences(forward) if sum_weight_gradients else {}
         output_slots = tuple(self._slot_of(y, False) for y in self.outputs)
         backward, seeds, grads = self._backward(forward, output_slots)
         input_grads = tuple(grads.get(s) if v.requires_grad else None for s, v in self.inputs)
@@ -319,6 +329,28 @@ class Planner:
                                  "(NumPy, .data, Python), a replay would reuse the traced ones. Compute with "
                                  "it as a Variable, or do not pass it")
 
+    def _sequences(self, forward):
+        """{forward step k: (h, W, b positions)} for the recorded cells whose hidden-side weight is
+        shared by several steps (a sequence): their weight gradient is planned as one matmul."""
+        groups = collections.defaultdict(list)
+        for k, step in enumerate(forward):
+            function = self.calls[k][0]
+            if step.frame and hasattr(function, "hidden_side_inputs"):
+                h, w, b = function.hidden_side_inputs()
+                if self.requires_grad[step.inputs[w]]:
+                    groups[(step.inputs[w], None if b is None else step.inputs[b])].append((k, (h, w, b)))
+        sequences = {}
+        for members in groups.values():
+            if len(members) > 1:
+                for k, positions in members:
+                    sequences[k] = positions
+                    flags = list(forward[k].requires_grad)
+                    for i in positions[1:]:
+                        if i is not None:
+                            flags[i] = False  # numpy_backward leaves the weight's gradient to the plan
+                    forward[k].requires_grad = tuple(flags)
+        return sequences
+
     def _backward(self, forward, output_slots):
         """The backward plan: the eager engine's walk (``autograd``) over the traced calls, planned.
 
@@ -327,6 +359,10 @@ class Planner:
         """
         steps, grads = [], {}
         seeds = []
+        products = {}  # (W slot, b slot): [(∂L/∂b slot, h slot)] of the steps of a sequence so far
+        self._members = collections.Counter()
+        for k, (h, w, b) in self.sequences.items():
+            self._members[(forward[k].inputs[w], None if b is None else forward[k].inputs[b])] += 1
         for s in output_slots:
             g = self._grad_slot(s) if self.requires_grad[s] else None
             seeds.append(g)
@@ -346,15 +382,36 @@ class Planner:
                     steps.append(Zeros(gys[i], outputs[i].shape, self.dtype[step.outputs[i]]))
             wanted = [self.requires_grad[s] for s in step.inputs]
             if step.frame:
-                gxs = [self._grad_slot(s) if w else None for s, w in zip(step.inputs, wanted, strict=True)]
+                gxs = [self._grad_slot(s) if w and rg else None
+                       for s, w, rg in zip(step.inputs, wanted, step.requires_grad, strict=True)]
+                hidden = None
+                if k in self.sequences:
+                    h, w, b = self.sequences[k]
+                    hidden = self._grad_slot(step.inputs[w])
+                    pending = products.setdefault((step.inputs[w], None if b is None else step.inputs[b]), [])
+                    pending.append((hidden, step.inputs[h]))
                 steps.append(NumpyBackward(k, tuple(gys), tuple(gxs),
-                                           tuple(self.dtype[s] for s in step.inputs)))
+                                           tuple(self.dtype[s] for s in step.inputs), hidden))
+                if k in self.sequences and len(pending) == self._members[(step.inputs[w], None if b is None
+                                                                          else step.inputs[b])]:
+                    self._weight_gradient(steps, grads, step.inputs[w], None if b is None else step.inputs[b],
+                                          pending)
             else:
                 gxs = self._traced_backward(steps, self.calls[k][0], inputs, outputs, gys, wanted)
             for s, g, w in zip(step.inputs, gxs, wanted, strict=True):
                 if g is not None and w:
                     self._accumulate(steps, grads, s, g)
         return steps, seeds, grads
+
+    def _weight_gradient(self, steps, grads, w, b, pairs):
+        """Σₜ ∂L/∂bₜᵀ hₜ (and Σₜ ∂L/∂bₜ for the bias) over a sequence's steps, once all are planned."""
+        pairs = pairs[::-1]  # in the order of the steps
+        gw = self._grad_slot(w)
+        gb = None if b is None or not self.requires_grad[b] else self._grad_slot(b)
+        steps.append(WeightGradient(tuple(pairs), gw, gb))
+        self._accumulate(steps, grads, w, gw)
+        if gb is not None:
+            self._accumulate(steps, grads, b, gb)
 
     def _traced_backward(self, steps, function, inputs, outputs, gys, wanted):
         """Run ``function.backward`` once on stand-in gradients, recording its operations as steps;
@@ -451,19 +508,23 @@ class Step:
 class NumpyBackward:
     """The input gradients of forward step ``k`` from its frame's ``numpy_backward``."""
 
-    __slots__ = ("k", "grad_outputs", "grad_inputs", "dtypes")
+    __slots__ = ("k", "grad_outputs", "grad_inputs", "dtypes", "hidden_side")
 
-    def __init__(self, k, grad_outputs, grad_inputs, dtypes):
+    def __init__(self, k, grad_outputs, grad_inputs, dtypes, hidden_side=None):
         self.k, self.grad_outputs, self.grad_inputs, self.dtypes = k, grad_outputs, grad_inputs, dtypes
+        self.hidden_side = hidden_side  # the slot for ∂L/∂b of a cell of a sequence (see WeightGradient)
 
     def reads(self):
         return self.grad_outputs
 
     def writes(self):
-        return tuple(s for s in self.grad_inputs if s is not None)
+        return tuple(s for s in self.grad_inputs + (self.hidden_side,) if s is not None)
 
     def run(self, env, frames):
-        gxs = frames[self.k][0].numpy_backward(*[env[s] for s in self.grad_outputs])
+        frame = frames[self.k][0]
+        gxs = frame.numpy_backward(*[env[s] for s in self.grad_outputs])
+        if self.hidden_side is not None:
+            env[self.hidden_side] = frame.grad_hidden_side
         if not isinstance(gxs, tuple):
             gxs = (gxs,)
         for s, g, dtype in zip(self.grad_inputs, gxs, self.dtypes, strict=True):
@@ -483,6 +544,36 @@ def _array(g):
     if isinstance(g, Variable):
         return g.data
     return g.value().data  # a SumOfProducts
+
+
+class WeightGradient:
+    """∂L/∂W = Σₜ ∂L/∂bₜᵀ hₜ for a weight W of the products bₜ = hₜ Wᵀ + bias of a sequence's
+    steps, as one matmul over the rows of all steps (and ∂L/∂bias = Σₜ Σ_rows ∂L/∂bₜ)."""
+
+    __slots__ = ("pairs", "weight", "bias")
+
+    def __init__(self, pairs, weight, bias):
+        self.pairs, self.weight, self.bias = pairs, weight, bias
+
+    def reads(self):
+        return tuple(s for pair in self.pairs for s in pair)
+
+    def writes(self):
+        return (self.weight,) if self.bias is None else (self.weight, self.bias)
+
+    def run(self, env, frames):
+        grad_b = np.concatenate([_rows(env[g]) for g, _ in self.pairs])
+        h = np.concatenate([_rows(env[h]) for _, h in self.pairs])
+        env[self.weight] = grad_b.T @ h
+        if self.bias is not None:
+            env[self.bias] = grad_b.sum(axis=0)
+
+    def __repr__(self):
+        return f"s{self.weight} = Σ gradᵀ h over {len(self.pairs)} steps"
+
+
+def _rows(array):
+    return array.reshape(-1, array.shape[-1])
 
 
 class Accumulate:
@@ -562,11 +653,11 @@ def bind(function, bindings, env):
 
 def store(env, slots, ys):
     """Put a forward's result (an array, or a tuple of them) into ``slots``."""
-    if len(slots) == 1:
-        env[slots[0]] = ys if type(ys) is np.ndarray else np.asarray(ys)  # as Variable._result does
-    else:
+    if isinstance(ys, tuple):
         for s, y in zip(slots, ys, strict=True):
             env[s] = y
+    else:
+        env[slots[0]] = ys if type(ys) is np.ndarray else np.asarray(ys)  # as Variable._result does
 
 
 # ----------------------------------------------------------------------------- the plan
