@@ -689,8 +689,10 @@ class Plan:
         read_in_backward = {s for step in self.backward for s in step.reads()}
         self.kept = _live(list(enumerate(forward)), set(output_slots) | read_in_backward)
         self.forward = [step for _, step in self.kept]
-        self.dead = tuple(s for step in self.forward for s in step.outputs + step.inputs
-                          if s not in read_in_backward)
+        outputs = set(output_slots)
+        self.frees = {True: _frees(self.forward, read_in_backward | outputs),  # recorded: keep for backward
+                      False: _frees(self.forward, outputs)}
+        self.backward_frees = _frees(self.backward, {g for g in input_grads if g is not None})
 
     def still_valid(self):
         """Whether the Variables read from outside still have the traced shapes, dtypes and requires_grad."""
@@ -721,17 +723,14 @@ class Plan:
         for s, v in self.leaves:
             env[s] = v.data
         frames = {} if record else None
-        for k, step in self.kept:
+        for (k, step), frees in zip(self.kept, self.frees[record], strict=True):
             if record and step.frame:
                 frames[k] = _run_frame(step, env)
             else:
                 step.run(env)
+            for s in frees:
+                env[s] = None
         return env, frames
-
-    def release(self, env):
-        """Free the forward's arrays that the backward steps do not read (frames keep their own)."""
-        for s in self.dead:
-            env[s] = None
 
     def run_backward(self, env, frames, grad_outputs):
         """The gradients of the replay node's inputs (None where none) from its outputs' gradients."""
@@ -740,8 +739,10 @@ class Plan:
                 env[s] = g
         for s, a in self.constants:
             env[s] = a
-        for step in self.backward:
+        for step, frees in zip(self.backward, self.backward_frees, strict=True):
             step.run(env, frames)
+            for s in frees:
+                env[s] = None
         return tuple(None if s is None else env[s] for s in self.input_grads)
 
     def __repr__(self):
@@ -750,6 +751,20 @@ class Plan:
         lines.append("  -- backward")
         lines += [f"  {step!r}" for step in self.backward]
         return "\n".join(lines)
+
+
+def _frees(steps, keep):
+    """For each step, the slots to free once it has run: those it is the last to read or write,
+    except the slots in ``keep``."""
+    last = {}
+    for i, step in enumerate(steps):
+        for s in step.reads() + step.writes():
+            last[s] = i
+    frees = [[] for _ in steps]
+    for s, i in last.items():
+        if s not in keep:
+            frees[i].append(s)
+    return [tuple(f) for f in frees]
 
 
 def _live(steps, live):
@@ -803,9 +818,7 @@ class _Replayed(Function):
     def forward(self, *arrays):
         self.env, self.frames = self.plan.run_forward(arrays, self.record)
         outputs = tuple(self.env[s] for s in self.plan.output_slots)
-        if self.record:
-            self.plan.release(self.env)
-        else:
+        if not self.record:
             self.env = None
         return outputs[0] if len(outputs) == 1 else outputs
 
