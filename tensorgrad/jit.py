@@ -46,7 +46,7 @@ class TraceError(RuntimeError):
     """A function that ``tg.jit`` cannot replay faithfully; the message says what it did."""
 
 
-def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=True):
+def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=False):
     """``fn`` as a define-and-run function: traced at its first call per signature, then replayed.
 
     The signature of a call is: the nesting of its arguments (tuples, lists, dicts), each
@@ -64,11 +64,11 @@ def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=True):
     backward cannot be recorded (``create_graph=True`` is an error: call ``fn.eager``).
     Under ``detect_anomaly`` the function runs eagerly.
 
-    ``sum_weight_gradients``: the gradient of a recurrent weight Wₕₕ used by the fused cells
-    of every step, Σₜ ∂L/∂bₜᵀ hₜ, is one matmul over all steps instead of one per step, as a
-    hand-written BPTT does. Its sum is then rounded in another order than eager mode's
-    (float32: relative differences about 1e-7, which an optimizer carries on); False keeps
-    the eager run's order, so that every gradient is equal bit for bit.
+    ``sum_weight_gradients=True``: the gradient of a recurrent weight Wₕₕ used by the fused
+    cells of every step, Σₜ ∂L/∂bₜᵀ hₜ, is one matmul over all steps instead of one per
+    step, as a hand-written BPTT does. Its sum is then rounded in another order than eager
+    mode's (float32: relative differences about 1e-7, which an optimizer carries on); the
+    default keeps the eager run's order, so that every gradient is equal bit for bit.
     """
     if fn is None:
         return functools.partial(jit, cache_size=cache_size, sum_weight_gradients=sum_weight_gradients)
@@ -78,7 +78,7 @@ def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=True):
 class Jit:
     """A jitted function: ``__call__`` traces or replays; ``eager`` is the original function."""
 
-    def __init__(self, fn, cache_size, sum_weight_gradients=True):
+    def __init__(self, fn, cache_size, sum_weight_gradients=False):
         if not callable(fn):
             raise TypeError(f"jit: expected a callable, got {type(fn).__name__}")
         if cache_size < 1:
@@ -178,7 +178,7 @@ def _flatten_outputs(result):
 
 
 # ----------------------------------------------------------------------------- the trace
-def trace(fn, args, kwargs, sum_weight_gradients=True):
+def trace(fn, args, kwargs, sum_weight_gradients=False):
     """Run ``fn`` eagerly, recording every Function call; return (its result, the Plan).
 
     ndarray arguments reach ``fn`` as Variables needing no gradient, so that what it does
@@ -271,7 +271,7 @@ class Planner:
         if backward:  # made by a Function's backward while tracing it: a constant
             self.constants.append((s, v.data))
         elif v.requires_grad or v.creator is not None:
-            self.inputs.append((s, v))  # a parameter (or a Variable recorded before the call): a gradient goes to it
+            self.inputs.append((s, v))  # a parameter, or a Variable recorded before the call
         else:
             self.leaves.append((s, v))
         return s
@@ -304,12 +304,14 @@ class Planner:
         return Step(function, ins, outs, binds, tuple(x.requires_grad for x in inputs))
 
     # ------------------------------------------------------------------ the plans
-    def plan(self, sum_weight_gradients=True):
+    def plan(self, sum_weight_gradients=False):
         forward = [self._step(f, ins, outs, False) for f, ins, outs in self.calls]
         for step in forward:
             step.frame = bool(step.outputs) and self.requires_grad[step.outputs[0]] and _has_numpy_backward(
                 step.function)
-        self.sequences = self._sequences(forward) if sum_weight_gradients else {}
+        self.sequences, self.sequence_lengths = {}, {}
+        if sum_weight_gradients:
+            self._sequences(forward)
         output_slots = tuple(self._slot_of(y, False) for y in self.outputs)
         backward, seeds, grads = self._backward(forward, output_slots)
         input_grads = tuple(grads.get(s) if v.requires_grad else None for s, v in self.inputs)
@@ -330,26 +332,27 @@ class Planner:
                                  "it as a Variable, or do not pass it")
 
     def _sequences(self, forward):
-        """{forward step k: (h, W, b positions)} for the recorded cells whose hidden-side weight is
-        shared by several steps (a sequence): their weight gradient is planned as one matmul."""
+        """Find the recorded cells whose hidden-side weight several steps share (a sequence): their
+        weight gradient is planned as one matmul. Sets ``sequences`` {forward step: (position of h,
+        (W slot, bias slot))} and ``sequence_lengths`` {(W slot, bias slot): number of steps}."""
         groups = collections.defaultdict(list)
         for k, step in enumerate(forward):
             function = self.calls[k][0]
             if step.frame and hasattr(function, "hidden_side_inputs"):
                 h, w, b = function.hidden_side_inputs()
                 if self.requires_grad[step.inputs[w]]:
-                    groups[(step.inputs[w], None if b is None else step.inputs[b])].append((k, (h, w, b)))
-        sequences = {}
-        for members in groups.values():
-            if len(members) > 1:
-                for k, positions in members:
-                    sequences[k] = positions
-                    flags = list(forward[k].requires_grad)
-                    for i in positions[1:]:
-                        if i is not None:
-                            flags[i] = False  # numpy_backward leaves the weight's gradient to the plan
-                    forward[k].requires_grad = tuple(flags)
-        return sequences
+                    groups[(step.inputs[w], None if b is None else step.inputs[b])].append((k, h, w, b))
+        for key, members in groups.items():
+            if len(members) < 2:
+                continue
+            self.sequence_lengths[key] = len(members)
+            for k, h, w, b in members:
+                self.sequences[k] = (h, key)
+                flags = list(forward[k].requires_grad)  # numpy_backward leaves W's and b's gradients out
+                flags[w] = False
+                if b is not None:
+                    flags[b] = False
+                forward[k].requires_grad = tuple(flags)
 
     def _backward(self, forward, output_slots):
         """The backward plan: the eager engine's walk (``autograd``) over the traced calls, planned.
@@ -359,10 +362,7 @@ class Planner:
         """
         steps, grads = [], {}
         seeds = []
-        products = {}  # (W slot, b slot): [(∂L/∂b slot, h slot)] of the steps of a sequence so far
-        self._members = collections.Counter()
-        for k, (h, w, b) in self.sequences.items():
-            self._members[(forward[k].inputs[w], None if b is None else forward[k].inputs[b])] += 1
+        products = collections.defaultdict(list)  # (W, b slots): [(∂L/∂b slot, h slot)] planned so far
         for s in output_slots:
             g = self._grad_slot(s) if self.requires_grad[s] else None
             seeds.append(g)
@@ -384,18 +384,15 @@ class Planner:
             if step.frame:
                 gxs = [self._grad_slot(s) if w and rg else None
                        for s, w, rg in zip(step.inputs, wanted, step.requires_grad, strict=True)]
-                hidden = None
+                hidden, key = None, None
                 if k in self.sequences:
-                    h, w, b = self.sequences[k]
-                    hidden = self._grad_slot(step.inputs[w])
-                    pending = products.setdefault((step.inputs[w], None if b is None else step.inputs[b]), [])
-                    pending.append((hidden, step.inputs[h]))
+                    h, key = self.sequences[k]
+                    hidden = self._grad_slot(key[0])
+                    products[key].append((hidden, step.inputs[h]))
                 steps.append(NumpyBackward(k, tuple(gys), tuple(gxs),
                                            tuple(self.dtype[s] for s in step.inputs), hidden))
-                if k in self.sequences and len(pending) == self._members[(step.inputs[w], None if b is None
-                                                                          else step.inputs[b])]:
-                    self._weight_gradient(steps, grads, step.inputs[w], None if b is None else step.inputs[b],
-                                          pending)
+                if key is not None and len(products[key]) == self.sequence_lengths[key]:
+                    self._weight_gradient(steps, grads, *key, products.pop(key))
             else:
                 gxs = self._traced_backward(steps, self.calls[k][0], inputs, outputs, gys, wanted)
             for s, g, w in zip(step.inputs, gxs, wanted, strict=True):
@@ -482,7 +479,8 @@ class Step:
     __slots__ = ("function", "inputs", "outputs", "bindings", "frame", "requires_grad")
 
     def __init__(self, function, inputs, outputs, bindings, requires_grad):
-        self.function, self.inputs, self.outputs, self.bindings = _template(function), inputs, outputs, bindings
+        self.function = _template(function)
+        self.inputs, self.outputs, self.bindings = inputs, outputs, bindings
         self.requires_grad = requires_grad  # of each input, as traced
         self.frame = False
 
@@ -682,7 +680,8 @@ class Plan:
         self.output_slots = output_slots
         self.output_flags = [(y.requires_grad, y.name) for y in planner.outputs]
         self.seeds, self.input_grads = seeds, input_grads
-        self.checks = [(v, v.shape, v.dtype, v.requires_grad) for v in self.externals + [v for _, v in self.leaves]]
+        read = self.externals + [v for _, v in self.leaves]
+        self.checks = [(v, v.shape, v.dtype, v.requires_grad) for v in read]
         self.records = any(g is not None for g in input_grads)
         self.backward = [step for _, step in _live(list(enumerate(backward)), set(g for g in input_grads
                                                                                  if g is not None))]
@@ -746,7 +745,7 @@ class Plan:
         return tuple(None if s is None else env[s] for s in self.input_grads)
 
     def __repr__(self):
-        lines = [f"plan of {self.name}: {len(self.forward)} forward steps, {len(self.backward)} backward steps"]
+        lines = [f"plan of {self.name}: {len(self.forward)} forward, {len(self.backward)} backward steps"]
         lines += [f"  {step!r}" for step in self.forward]
         lines.append("  -- backward")
         lines += [f"  {step!r}" for step in self.backward]

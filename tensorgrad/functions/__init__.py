@@ -51,7 +51,14 @@ from tensorgrad.functions.elementwise import (
     tanh,
     where,
 )
-from tensorgrad.functions.neural import DropoutMask, Embedding, EmbeddingGrad, dropout, dropout_mask, embedding
+from tensorgrad.functions.neural import (
+    DropoutMask,
+    Embedding,
+    EmbeddingGrad,
+    dropout,
+    dropout_mask,
+    embedding,
+)
 from tensorgrad.functions.reductions import (
     LogSoftmax,
     LogSumExp,
@@ -96,8 +103,10 @@ __all__ = [
     "reshape", "transpose", "broadcast_to", "sum_to", "getitem", "concat", "stack", "split", "unbind",
     "embedding", "dropout", "dropout_mask", "rnn_cell", "lstm_cell", "gru_cell",
     "Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Linear", "AsType",
-    "Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "ReLU", "ReLUGrad", "Clip", "ClipGrad", "Maximum", "MaximumGrad", "Where",
+    "Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "ReLU", "ReLUGrad", "Clip", "ClipGrad", "Maximum",
+    "MaximumGrad", "Where",
     "Sum", "Mean", "Max", "MaxGrad", "LogSumExp", "Softmax", "LogSoftmax",
     "Reshape", "Transpose", "BroadcastTo", "SumTo", "GetItem", "GetItemGrad", "Concat",
-    "Stack", "Split", "Unbind", "Embedding", "EmbeddingGrad", "DropoutMask", "FusedRNNCell", "FusedLSTMCell", "FusedGRUCell",
+    "Stack", "Split", "Unbind", "Embedding", "EmbeddingGrad", "DropoutMask", "FusedRNNCell",
+    "FusedLSTMCell", "FusedGRUCell",
 ]

@@ -102,7 +102,8 @@ class DropoutMask(Function):
 
 
 def dropout_mask(shape, p, dtype):
-    """A dropout mask (a Variable needing no gradient): each element 0 with probability ``p``, else 1/(1-p)."""
+    """A dropout mask, a Variable needing no gradient: each element 0 with probability ``p``,
+    else 1/(1-p)."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout_mask: p must be in [0, 1], got {p}")
     return DropoutMask(tuple(shape), p, dtype)()
