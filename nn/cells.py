@@ -5,12 +5,16 @@ initialisation U(-1/√H, 1/√H) are PyTorch's, so state dicts move between the
 one fused cell Function (``tensorgrad.functions.lstm_cell`` and its siblings), which adds
 the hidden side h Wₕₕᵀ + bₕₕ, one matmul, to the input side x Wᵢₕᵀ + bᵢₕ and computes the
 next state. The cell modules (:class:`RNNCell`, :class:`LSTMCell`, :class:`GRUCell`) take
-one step; the layers of :mod:`nn.recurrent` take the same steps (:class:`_Equations`) over a
-sequence, with the same parameters, per layer and direction, and the same options.
+one step; the layers of :mod:`nn.recurrent` take the same steps over a sequence, with the
+same parameters, per layer and direction, and the same options, through the public part of
+this module: :class:`CellEquations` (one cell's equations bound to its parameters: the input
+projection of a whole sequence, then one step at a time), :func:`cell_parameters`,
+:func:`set_variant`, :func:`variant_repr`, :func:`initial_state` and :func:`rnn_mode`.
 
 Options PyTorch does not have, all off by default (the modules are then PyTorch's exactly):
 
-- ``peephole=True`` (LSTM): the gates see the cell state (see :func:`nn.cell_variants.lstm_step`),
+- ``peephole=True`` (LSTM): the gates see the cell state (see
+  :func:`tensorgrad.functions.cells.lstm_step`),
   with the peephole weights ``weight_ci``, ``weight_cf``, ``weight_co`` of shape (H,) per
   cell, drawn like the others and registered after its standard parameters.
 - ``layer_norm=True`` (LSTM, GRU): each gate's input and hidden projections are normalised
@@ -24,7 +28,7 @@ Options PyTorch does not have, all off by default (the modules are then PyTorch'
   initialisation (Gers et al.; Jozefowicz et al. recommend 1), so bᵢₕ + bₕₕ starts b higher.
 
 Peepholes, layer normalisation and the reset-before GRU run the composed cells of
-:mod:`nn.cell_variants` (primitive Functions), slower than the fused cells.
+:mod:`tensorgrad.functions.cells` (primitive Functions), slower than the fused cells.
 """
 
 import math
@@ -35,24 +39,13 @@ import numpy as np
 import tensorgrad as tg
 import tensorgrad.functions as F
 from nn import init
-from nn.cell_variants import GRU_GATES, LSTM_GATES, gate_norm, gru_step, lstm_step
+from nn.checks import check_dtype, check_size
 from nn.layers import layer_norm
 from nn.module import Module, Parameter
+from tensorgrad.functions.cells import GRU_GATES, LSTM_GATES, gru_step, lstm_step
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
-_GATE_NAMES = {"RNN_TANH": (), "RNN_RELU": (), "LSTM": LSTM_GATES, "GRU": GRU_GATES}
-
-
-def _cell_step(mode, input_gates, h, state, weight_hh, bias_hh, fused, weight_t=None):
-    """The next state, (h,) or (h, c), of a ``mode`` cell from the input side of the gates,
-    the h its hidden side multiplies, the state and Wₕₕ, bₕₕ: one fused cell Function, or
-    its composed form (``fused=False``)."""
-    if mode == "LSTM":
-        return F.lstm_cell(input_gates, h, state[1], weight_hh, bias_hh, fused=fused, weight_t=weight_t)
-    if mode == "GRU":
-        return (F.gru_cell(input_gates, h, weight_hh, bias_hh, fused=fused, weight_t=weight_t),)
-    nonlinearity = "tanh" if mode == "RNN_TANH" else "relu"
-    return (F.rnn_cell(input_gates, h, weight_hh, bias_hh, nonlinearity, fused=fused, weight_t=weight_t),)
+GATE_NAMES = {"RNN_TANH": (), "RNN_RELU": (), "LSTM": LSTM_GATES, "GRU": GRU_GATES}
 
 
 class _TransposedCopy(tg.Function):
@@ -65,17 +58,11 @@ class _TransposedCopy(tg.Function):
         return np.ascontiguousarray(W.T)
 
 
-def _rnn_mode(owner, nonlinearity):
+def rnn_mode(owner, nonlinearity):
+    """The mode "RNN_TANH" or "RNN_RELU" of an Elman ``owner`` with ``nonlinearity``."""
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"{owner}: unknown nonlinearity {nonlinearity!r}; select from 'tanh' or 'relu'")
     return "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
-
-
-def _check_size(owner, name, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{owner}: {name} must be an integer, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{owner}: {name} must be greater than zero, got {value}")
 
 
 def _uniform(shape, hidden_size):
@@ -83,13 +70,7 @@ def _uniform(shape, hidden_size):
     return Parameter(init.uniform(shape, 1.0 / math.sqrt(hidden_size)))
 
 
-def _check_dtype(owner, what, value, dtype):
-    if value.dtype != dtype:
-        raise TypeError(f"{owner}: {what} has dtype {value.dtype}, but the parameters are {dtype}; "
-                        "cast the one or the other (e.g. model.double())")
-
-
-def _initial_state(owner, hx, names, shape, inner_shape, dtype):
+def initial_state(owner, hx, names, shape, inner_shape, dtype):
     """The state tuple, (h,) or (h, c) as ``names`` says, from ``hx`` of ``shape`` (zeros for None),
     reshaped to ``inner_shape``."""
     pair = len(names) == 2
@@ -101,14 +82,14 @@ def _initial_state(owner, hx, names, shape, inner_shape, dtype):
         raise TypeError(f"{owner}: hx must be one array ({names[0]}), got a {type(hx).__name__}")
     states = tuple(tg.as_variable(h) for h in hx) if pair else (tg.as_variable(hx),)
     for name, state in zip(names, states, strict=True):
-        _check_dtype(owner, name, state, dtype)
+        check_dtype(owner, name, state, dtype)
         if state.shape != shape:
             raise tg.ShapeError(f"{owner}: {name} has shape {state.shape}, expected {shape}")
     return tuple(state.reshape(inner_shape) for state in states)
 
 
 # ----------------------------------------------------------------------------- variants and equations
-def _set_variant(module, bias, peephole=False, layer_norm=False, reset_after=True, forget_bias=0.0):
+def set_variant(module, bias, peephole=False, layer_norm=False, reset_after=True, forget_bias=0.0):
     """Check the options beyond PyTorch's (see the module docstring) and set them on ``module``."""
     owner = type(module).__name__
     if not isinstance(forget_bias, numbers.Real) or isinstance(forget_bias, bool):
@@ -121,7 +102,7 @@ def _set_variant(module, bias, peephole=False, layer_norm=False, reset_after=Tru
     module.forget_bias = float(forget_bias)
 
 
-def _cell_parameters(module, input_size):
+def cell_parameters(module, input_size):
     """The parameters of one cell of ``module`` {name: Parameter, or None for an absent bias}, in
     registration order: PyTorch's, then the variant's."""
     hidden_size = module.hidden_size
@@ -144,7 +125,8 @@ def _cell_parameters(module, input_size):
     return params
 
 
-def _variant_repr(module):
+def variant_repr(module):
+    """The options beyond PyTorch's that ``module`` uses, as ``extra_repr`` shows them."""
     text = ", peephole=True" if module.peephole else ""
     if module.layer_norm:
         text += ", layer_norm=True"
@@ -157,7 +139,7 @@ def _variant_repr(module):
 
 class _Projection:
     """One side of (some of) a cell's gates: y = x Wᵀ + b, or N(x Wᵀ) ⊙ γ + b with layer
-    normalisation, each gate's slice normalised on its own (:func:`nn.cell_variants.gate_norm`)."""
+    normalisation, each gate's slice normalised on its own (:func:`gate_norm`)."""
 
     def __init__(self, weight, bias, gain, gates):
         self.weight, self.bias, self.gain, self.gates = weight, bias, gain, gates
@@ -177,15 +159,17 @@ class _Projection:
         return y if self.bias is None else y + self.bias
 
 
-class _Equations:
-    """The equations of one cell with its parameters: a cell module's, or one layer and direction's.
+class CellEquations:
+    """The equations of one cell bound to its parameters: a cell module's, or one layer and
+    direction's. A layer's data goes through it one way: :meth:`project_input` of the whole
+    sequence (one matmul), then :meth:`step` once per time step.
 
     ``module`` holds the parameters, named with ``suffix`` (``"_l0"``, ``"_l1_reverse"``, ...).
     ``composed``: run the composed cells, whose gates are Variables (for ``return_all_states``).
     The variants (peepholes, layer normalisation, the reset-before GRU) always run them.
     ``sequence``: (steps, batch) of a layer's loop over a sequence, which adds both biases
     on the input side of all steps at once where they add to the same gates, and for the
-    fused path multiplies by a copy of Wₕₕᵀ laid out for speed.
+    fused cells multiplies by a copy of Wₕₕᵀ laid out for speed.
     """
 
     def __init__(self, module, suffix="", *, composed=False, sequence=None):
@@ -222,16 +206,20 @@ class _Equations:
             with tg.no_grad():  # a layout of Wₕₕ, not a node of the graph
                 self.weight_t = _TransposedCopy()(self.hidden_side.weight).data
 
+    def project_input(self, x):
+        """The input side of the gates, x Wᵢₕᵀ + bᵢₕ, for x of shape (..., input_size): of a
+        whole sequence at once in a layer."""
+        return self.input_side(x)
+
     def step(self, input_gates, state, mask=None):
-        """(the next state, its gates: Variables from the composed cells, else None) from one
-        step's input side and the state. ``mask``: variational dropout's mask of h in the
-        hidden-side matmuls (not for a fused GRU cell, whose z ⊙ h needs h unmasked);
+        """(the next state, (h',) or (h', c'); its gates: Variables from the composed cells,
+        else None) from one step's input side of the gates and the state (h,) or (h, c).
+        ``mask``: variational dropout's mask of h in the hidden-side matmuls (not for a fused
+        GRU cell, whose z ⊙ h needs h unmasked).
         """
         h = state[0] if mask is None else state[0] * mask
         if not self.composed:
-            hidden = self.hidden_side
-            return _cell_step(self.mode, input_gates, h, state, hidden.weight, hidden.bias, self.fused,
-                               self.weight_t), None
+            return self._fused_step(input_gates, h, state), None
         if self.mode == "LSTM":
             return lstm_step(input_gates, self.hidden_side(h), state[1], self.peephole, self.cell_norm)
         hidden_n = self.hidden_n
@@ -239,6 +227,26 @@ class _Equations:
             def hidden_n(reset_h):  # r ⊙ h ⊙ mask
                 return self.hidden_n(reset_h * mask)
         return gru_step(input_gates, self.hidden_side(h), state[0], hidden_n)
+
+    def _fused_step(self, input_gates, h, state):
+        """The next state from PyTorch's cell: one fused Function (or its composed form if not
+        ``fused``), the hidden side computed from ``h``."""
+        W, b, options = self.hidden_side.weight, self.hidden_side.bias, {"fused": self.fused,
+                                                                        "weight_t": self.weight_t}
+        if self.mode == "LSTM":
+            return F.lstm_cell(input_gates, h, state[1], W, b, **options)
+        if self.mode == "GRU":
+            return (F.gru_cell(input_gates, h, W, b, **options),)
+        nonlinearity = "tanh" if self.mode == "RNN_TANH" else "relu"
+        return (F.rnn_cell(input_gates, h, W, b, nonlinearity, **options),)
+
+
+def gate_norm(z, gates, eps=1e-5):
+    """Each of the ``gates`` equal slices of z (..., gates·H) normalised on its own to zero
+    mean and unit variance (layer normalisation without its affine part)."""
+    hidden = z.shape[-1] // gates
+    split_gates = z.reshape(z.shape[:-1] + (gates, hidden))
+    return layer_norm(split_gates, (hidden,), eps=eps).reshape(z.shape)
 
 
 # ----------------------------------------------------------------------------- cells
@@ -249,15 +257,15 @@ class _CellBase(Module):
     def __init__(self, mode, input_size, hidden_size, bias, fused, **variant):
         super().__init__()
         owner = type(self).__name__
-        _check_size(owner, "input_size", input_size)
-        _check_size(owner, "hidden_size", hidden_size)
-        _set_variant(self, bias, **variant)
+        check_size(owner, "input_size", input_size)
+        check_size(owner, "hidden_size", hidden_size)
+        set_variant(self, bias, **variant)
         self.mode = mode
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bool(bias)
         self.fused = bool(fused)
-        for name, param in _cell_parameters(self, input_size).items():
+        for name, param in cell_parameters(self, input_size).items():
             self.register_parameter(name, param)
 
     def forward(self, x, hx=None):
@@ -269,7 +277,7 @@ class _CellBase(Module):
         owner = type(self).__name__
         dtype = self.weight_ih.dtype
         x = tg.as_variable(x)
-        _check_dtype(owner, "input", x, dtype)
+        check_dtype(owner, "input", x, dtype)
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size or x.size == 0:
             raise tg.ShapeError(f"{owner}: input of shape {x.shape} does not fit; expected "
                                 f"(batch, {self.input_size}) or ({self.input_size},)")
@@ -277,9 +285,9 @@ class _CellBase(Module):
         x = x if batched else x.reshape(1, self.input_size)
         shape = (x.shape[0], self.hidden_size) if batched else (self.hidden_size,)
         names = ("h", "c") if self.mode == "LSTM" else ("h",)
-        state = _initial_state(owner, hx, names, shape, (x.shape[0], self.hidden_size), dtype)
-        equations = _Equations(self)
-        state, _ = equations.step(equations.input_side(x), state)
+        state = initial_state(owner, hx, names, shape, (x.shape[0], self.hidden_size), dtype)
+        equations = CellEquations(self)
+        state, _ = equations.step(equations.project_input(x), state)
         state = tuple(s.reshape(shape) for s in state)
         return state if self.mode == "LSTM" else state[0]
 
@@ -289,14 +297,14 @@ class _CellBase(Module):
             text += ", bias=False"
         if self.mode == "RNN_RELU":
             text += ", nonlinearity='relu'"
-        return text + _variant_repr(self) + ("" if self.fused else ", fused=False")
+        return text + variant_repr(self) + ("" if self.fused else ", fused=False")
 
 
 class RNNCell(_CellBase):
     """The Elman cell h' = tanh(x Wᵢₕᵀ + bᵢₕ + h Wₕₕᵀ + bₕₕ), or relu for ``nonlinearity='relu'``."""
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, fused=True):
-        super().__init__(_rnn_mode("RNNCell", nonlinearity), input_size, hidden_size, bias, fused)
+        super().__init__(rnn_mode("RNNCell", nonlinearity), input_size, hidden_size, bias, fused)
         self.nonlinearity = nonlinearity
 
 

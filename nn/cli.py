@@ -1,10 +1,13 @@
 """The `tensorgrad` command (also `python -m nn`): train, sample and graph.
 
 Every expected failure (a bad file, a bad option, a checkpoint of another model) ends in a
-one-line message and a non-zero exit status, never a traceback.
+one-line message and a non-zero exit status, never a traceback: each step that bad input
+can make fail turns the errors it expects into a :class:`CommandError`, the one error
+``main`` reports in a line. Anything else is a bug, and shows its traceback.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -19,7 +22,23 @@ MODELS = ("lstm", "gru", "rnn")
 
 
 class CommandError(Exception):
-    """A failure to report in one line."""
+    """A failure to report in one line, and the exit status it ends with."""
+
+    def __init__(self, message, status=2):
+        super().__init__(message)
+        self.status = status
+
+
+@contextlib.contextmanager
+def expected(*errors):
+    """Turn the ``errors`` raised inside, which bad input causes, into a CommandError (status 1
+    for the system's errors: files, missing programs and packages)."""
+    try:
+        yield
+    except errors as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        raise CommandError(message, 1 if isinstance(error, OSError | ImportError | RuntimeError) else 2) \
+            from error
 
 
 def build_parser():
@@ -77,14 +96,14 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "threads", None) is not None:
-            set_num_threads(args.threads)
+            with expected(ValueError, ImportError):
+                set_num_threads(args.threads)
         return {"train": run_train, "sample": run_sample, "graph": run_graph}[args.command](args)
     except KeyboardInterrupt:
         return 130
-    except (CommandError, ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"tensorgrad {args.command}: error: {message}", file=sys.stderr)
-        return 2 if isinstance(error, CommandError | ValueError | TypeError | KeyError) else 1
+    except CommandError as error:
+        print(f"tensorgrad {args.command}: error: {error}", file=sys.stderr)
+        return error.status
 
 
 def run_train(args):
@@ -92,11 +111,15 @@ def run_train(args):
 
     given = {f.name: getattr(args, f.name) for f in fields(TrainConfig)
              if getattr(args, f.name, None) is not None}
-    config = TrainConfig(**given)
+    with expected(ValueError):
+        config = TrainConfig(**given)
     _check_writable(config.out)
     if args.resume and not os.path.exists(checkpoint_path(config.out)):
         raise CommandError(f"--resume: no checkpoint at {checkpoint_path(config.out)}")
-    Trainer(config, resume=args.resume, progress=not args.quiet).run()
+    with expected(ValueError, OSError):  # the text, the checkpoint to resume from
+        trainer = Trainer(config, resume=args.resume, progress=not args.quiet)
+    with expected(ImportError, OSError):  # tqdm, writing checkpoints
+        trainer.run()
     return 0
 
 
@@ -109,15 +132,17 @@ def run_sample(args):
         raise CommandError(f"--temperature must be > 0, got {args.temperature}")
     if args.length < 0:
         raise CommandError(f"--length must be >= 0, got {args.length}")
-    saved = load(args.checkpoint)
+    with expected(ValueError, OSError):
+        saved = load(args.checkpoint)
     missing = [k for k in ("model", "config", "vocab") if k not in saved]
     if missing:
         raise CommandError(f"{args.checkpoint} is not a tensorgrad train checkpoint "
                            f"(no {', '.join(missing)})")
-    config = TrainConfig.from_dict(saved["config"])
-    vocab = CharVocab.from_chars(str(saved["vocab"]))
-    model = CharRNN(len(vocab), config.hidden, config.layers, config.model)
-    model.load_state_dict(saved["model"])
+    with expected(ValueError, TypeError, RuntimeError):  # a config or weights of another model
+        config = TrainConfig.from_dict(saved["config"])
+        vocab = CharVocab.from_chars(str(saved["vocab"]))
+        model = CharRNN(len(vocab), config.hidden, config.layers, config.model)
+        model.load_state_dict(saved["model"])
     unknown = sorted({c for c in args.prime if c not in vocab.chars})
     if unknown:
         raise CommandError(f"--prime has characters the model has never seen: {''.join(unknown)!r}")
@@ -129,10 +154,12 @@ def run_sample(args):
 
 def run_graph(args):
     from nn.graph import draw_unrolled
+    from tensorgrad.viz import DotNotFoundError
 
     if args.steps < 1:
         raise CommandError(f"--steps must be at least 1, got {args.steps}")
-    path = draw_unrolled(args.model, args.steps, args.out, collapse=args.collapse)
+    with expected(ValueError, OSError, DotNotFoundError):  # the file's format, Graphviz missing
+        path = draw_unrolled(args.model, args.steps, args.out, collapse=args.collapse)
     print(f"wrote the graph of a {args.steps}-step {args.model.upper()} to {path}")
     return 0
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import tensorgrad as tg
-from nn.cell_variants import GATE_NONLINEARITIES
+from tensorgrad.functions.cells import GATE_NONLINEARITIES
 
 
 class GradientProbe:

@@ -7,6 +7,7 @@ import numpy as np
 
 import tensorgrad.functions as F
 from nn import init
+from nn.checks import check_size
 from nn.module import Module, Parameter
 from tensorgrad import ShapeError, as_variable
 
@@ -20,6 +21,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
+        check_size("Linear", "in_features", in_features, minimum=0)
+        check_size("Linear", "out_features", out_features, minimum=0)
         self.in_features = in_features
         self.out_features = out_features
         bound = 1.0 / math.sqrt(in_features) if in_features > 0 else 0.0
@@ -44,6 +47,8 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings, embedding_dim, padding_idx=None):
         super().__init__()
+        check_size("Embedding", "num_embeddings", num_embeddings)
+        check_size("Embedding", "embedding_dim", embedding_dim, minimum=0)
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise IndexError(f"Embedding: padding_idx {padding_idx} is out of range for "
@@ -58,7 +63,7 @@ class Embedding(Module):
         self.weight = Parameter(weight)
 
     def forward(self, ids):
-        return F.embedding(self.weight, ids, self.padding_idx)
+        return F.embedding(ids, self.weight, self.padding_idx)
 
     def extra_repr(self):
         text = f"{self.num_embeddings}, {self.embedding_dim}"

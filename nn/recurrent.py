@@ -4,10 +4,12 @@ A layer runs the cell equations of :mod:`nn.cells` over time: see there for thos
 step, the parameters, their initialisation, and the options ``peephole``, ``layer_norm``,
 ``reset_after`` and ``forget_bias``, which the layers take too. Layer k, direction d holds
 one cell's parameters, suffixed ``_l{k}`` (``_l{k}_reverse``) as in PyTorch, so state dicts
-move between the two. A layer projects the input of the whole sequence onto all gates in
-one matmul before its loop over time; each step is then one fused cell Function
-(``tensorgrad.functions.lstm_cell`` and its siblings), which adds the hidden side
-h Wₕₕᵀ + bₕₕ, one matmul, and computes the next state.
+move between the two. The data of one layer and direction goes one way, through the
+public :class:`nn.cells.CellEquations` of its cell: the input of the whole sequence is
+projected onto all gates in one matmul (``project_input``); then each time step is one
+``step``, one fused cell Function (``tensorgrad.functions.lstm_cell`` and its siblings)
+that adds the hidden side h Wₕₕᵀ + bₕₕ, one matmul, and computes the next state, recorded
+in the scope ``lstm.l0/t=3`` (layer 0, step 3); the steps' h are stacked into the output.
 
 ``bidirectional=True`` runs a second direction from the last step back to the first and
 concatenates the two outputs; ``lengths`` gives the lengths of the sequences of a padded
@@ -21,12 +23,11 @@ Options PyTorch does not have, all off by default (the layers are then PyTorch's
   gates, as :class:`RecurrentStates`.
 
 Like the variants of :mod:`nn.cells`, ``return_all_states`` runs the composed cells of
-:mod:`nn.cell_variants` (primitive Functions), slower than the fused cells, and so does
+:mod:`tensorgrad.functions.cells` (primitive Functions), slower than the fused cells, and so does
 variational dropout in a GRU (its z ⊙ h needs h without the mask that its hidden side
 multiplies); variational dropout keeps the fused RNN and LSTM cells.
 """
 
-import numbers
 import warnings
 from dataclasses import dataclass
 
@@ -35,22 +36,16 @@ import numpy as np
 import tensorgrad as tg
 import tensorgrad.functions as F
 from nn.cells import (
-    _GATE_NAMES,
-    _cell_parameters,
-    _check_dtype,
-    _check_size,
-    _Equations,
-    _initial_state,
-    _rnn_mode,
-    _set_variant,
-    _variant_repr,
+    GATE_NAMES,
+    CellEquations,
+    cell_parameters,
+    initial_state,
+    rnn_mode,
+    set_variant,
+    variant_repr,
 )
+from nn.checks import check_dtype, check_probability, check_size
 from nn.module import Module
-
-
-def _check_probability(owner, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value <= 1:
-        raise ValueError(f"{owner}: {name} must be a number in [0, 1], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -106,12 +101,12 @@ class _RNNBase(Module):
                  bidirectional, fused, variational_dropout=0.0, **variant):
         super().__init__()
         owner = type(self).__name__
-        _check_size(owner, "input_size", input_size)
-        _check_size(owner, "hidden_size", hidden_size)
-        _check_size(owner, "num_layers", num_layers)
-        _check_probability(owner, "dropout", dropout)
-        _check_probability(owner, "variational_dropout", variational_dropout)
-        _set_variant(self, bias, **variant)
+        check_size(owner, "input_size", input_size)
+        check_size(owner, "hidden_size", hidden_size)
+        check_size(owner, "num_layers", num_layers)
+        check_probability(owner, "dropout", dropout)
+        check_probability(owner, "variational_dropout", variational_dropout)
+        set_variant(self, bias, **variant)
         if dropout > 0 and num_layers == 1:
             warnings.warn(f"{owner}: dropout acts between recurrent layers, so dropout={dropout} does "
                           "nothing with num_layers=1", stacklevel=3)
@@ -129,7 +124,7 @@ class _RNNBase(Module):
             layer_input = input_size if layer == 0 else hidden_size * self._directions
             for reverse in self._reverse_flags:
                 suffix = self._suffix(layer, reverse)
-                for name, param in _cell_parameters(self, layer_input).items():
+                for name, param in cell_parameters(self, layer_input).items():
                     if param is not None:
                         self.register_parameter(name + suffix, param)
 
@@ -163,7 +158,7 @@ class _RNNBase(Module):
         owner = type(self).__name__
         dtype = self.weight_ih_l0.dtype
         x = tg.as_variable(x)
-        _check_dtype(owner, "input", x, dtype)
+        check_dtype(owner, "input", x, dtype)
         if x.ndim not in (2, 3) or x.shape[-1] != self.input_size or x.size == 0:
             layout = "(batch, seq_len" if self.batch_first else "(seq_len, batch"
             raise tg.ShapeError(f"{owner}: input of shape {x.shape} does not fit; expected "
@@ -178,7 +173,7 @@ class _RNNBase(Module):
         stacked = self.num_layers * self._directions
         shape = (stacked, batch, self.hidden_size) if batched else (stacked, self.hidden_size)
         names = ("h_0", "c_0") if self.mode == "LSTM" else ("h_0",)
-        states = _initial_state(owner, hx, names, shape, (stacked, batch, self.hidden_size), dtype)
+        states = initial_state(owner, hx, names, shape, (stacked, batch, self.hidden_size), dtype)
         states = list(zip(*(F.unbind(s) for s in states), strict=True))  # one per layer and direction
         for state in states:
             for name, v in zip(names, state, strict=True):
@@ -244,15 +239,15 @@ class _RNNBase(Module):
         with tg.scope(name):
             x_mask, h_mask = self._variational_masks(batch, x.shape[2], x.dtype)
             composed = all_states or (h_mask is not None and self.mode == "GRU")
-            equations = _Equations(self, self._suffix(layer, reverse), composed=composed,
-                                   sequence=(steps, batch))
-            input_gates = F.unbind(equations.input_side(x if x_mask is None else x * x_mask))
+            cell = CellEquations(self, self._suffix(layer, reverse), composed=composed,
+                                 sequence=(steps, batch))
+            input_gates = F.unbind(cell.project_input(x if x_mask is None else x * x_mask))
             for v in input_gates:
                 v.name = "x W_ihᵀ + b"  # each step's input side of the gates, as drawings label it
             run = _Run(steps, valid)
             for t in reversed(range(steps)) if reverse else range(steps):
                 with tg.scope(f"t={t}"):
-                    new, gates = equations.step(input_gates[t], state, h_mask)
+                    new, gates = cell.step(input_gates[t], state, h_mask)
                     if valid is not None and not valid[t].all():
                         # A sequence past its end keeps its state: h_n is the state at its last
                         # step, and the reverse direction starts there from h_0.
@@ -277,7 +272,7 @@ class _RNNBase(Module):
             h=gather([run.output for run in runs]),
             c=gather([run.stacked(1) for run in runs]) if self.mode == "LSTM" else None,
             gates={name: gather([F.stack([gates[i] for gates in run.gates]) for run in runs])
-                   for i, name in enumerate(_GATE_NAMES[self.mode])},
+                   for i, name in enumerate(GATE_NAMES[self.mode])},
             steps=tuple(tuple(run.states) for run in runs),
             initial=tuple(initial),
             directions=self._directions)
@@ -296,7 +291,7 @@ class _RNNBase(Module):
             text += f", dropout={self.dropout}"
         if self.bidirectional:
             text += ", bidirectional=True"
-        text += _variant_repr(self)
+        text += variant_repr(self)
         if self.variational_dropout:
             text += f", variational_dropout={self.variational_dropout}"
         return text + ("" if self.fused else ", fused=False")
@@ -326,7 +321,7 @@ class RNN(_RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, *, variational_dropout=0.0, fused=True):
-        super().__init__(_rnn_mode("RNN", nonlinearity), input_size, hidden_size, num_layers, bias,
+        super().__init__(rnn_mode("RNN", nonlinearity), input_size, hidden_size, num_layers, bias,
                          batch_first, dropout, bidirectional, fused, variational_dropout)
         self.nonlinearity = nonlinearity
 

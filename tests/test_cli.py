@@ -167,3 +167,13 @@ def test_module_entry_point_help():
     result = subprocess.run([sys.executable, "-m", "nn", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "train" in result.stdout and "sample" in result.stdout and "graph" in result.stdout
+
+
+@pytest.mark.parametrize("bug", [TypeError("internal"), KeyError("internal"), RuntimeError("internal")])
+def test_a_library_bug_shows_its_traceback_instead_of_a_one_line_error(tmp_path, corpus, monkeypatch, bug):
+    def broken(self):
+        raise bug
+
+    monkeypatch.setattr(nn.trainer.Trainer, "run", broken)
+    with pytest.raises(type(bug), match="internal"):
+        main(["train", "--text", corpus, "--out", str(tmp_path / "out"), *TINY])

@@ -8,7 +8,7 @@ import numpy as np
 
 from tensorgrad.function import Function, ShapeError
 from tensorgrad.functions._util import operands
-from tensorgrad.functions.elementwise import log
+from tensorgrad.functions.elementwise import log, where
 from tensorgrad.functions.shape import sum_to, swap_last_axes
 
 
@@ -85,7 +85,13 @@ class Neg(Function):
 
 
 class Pow(Function):
-    """y = aᵇ;  ∂y/∂a = b·aᵇ⁻¹, ∂y/∂b = aᵇ·log a (computed only when b needs it)."""
+    """y = aᵇ;  ∂y/∂a = b·aᵇ⁻¹, ∂y/∂b = aᵇ·log a (computed only when b needs it).
+
+    As in PyTorch, ∂y/∂a is 0 where b = 0 (a⁰ is constant, though at a = 0 the formula
+    gives 0·0⁻¹ = NaN) and ∂y/∂b is 0 where a = 0 and b ≥ 0 (0ᵇ is 0 or 1 there, though
+    0·log 0 is NaN). Only those points are masked, so elsewhere the gradients stay
+    differentiable (b·aᵇ⁻¹ at b = 0 has the slope a⁻¹ in b).
+    """
 
     op = "pow"
 
@@ -94,10 +100,13 @@ class Pow(Function):
 
     def backward(self, gy):
         a, b = self.inputs
-        ga = _reduce(gy * b * a ** (b - 1), a) if a.requires_grad else None
-        gb = None
+        ga = gb = None
+        if a.requires_grad:
+            zero_to_zero = (a.data == 0) & (b.data == 0)
+            ga = _reduce(where(zero_to_zero, 0.0, gy * b * a ** where(zero_to_zero, 1.0, b - 1)), a)
         if b.requires_grad:
-            gb = _reduce(gy * self.outputs[0]() * log(a), b)
+            zero_base = (a.data == 0) & (b.data >= 0)
+            gb = _reduce(where(zero_base, 0.0, gy * self.outputs[0]() * log(where(zero_base, 1.0, a))), b)
         return ga, gb
 
 

@@ -66,9 +66,10 @@ def add_rows(ids, rows, n):
     return total
 
 
-def embedding(weight, ids, padding_idx=None):
-    """The rows of ``weight`` (num_embeddings, dim) picked by integer ``ids`` of any shape."""
-    ids = np.asarray(getattr(ids, "data", ids))
+def embedding(indices, weight, padding_idx=None):
+    """The rows of ``weight`` (num_embeddings, dim) picked by integer ``indices`` of any shape,
+    in PyTorch's order; the row ``padding_idx`` gets no gradient."""
+    ids = np.asarray(getattr(indices, "data", indices))
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {ids.dtype}")
     if weight.ndim != 2:

@@ -1,6 +1,8 @@
 """Linear, Embedding, Dropout, LayerNorm and Sequential: against PyTorch with the same weights
 (values and gradients), their initialisation, central differences, and bad input."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -197,3 +199,22 @@ def test_reprs_match_torch(torch):
     assert (repr(nn.Sequential(nn.Linear(2, 3), nn.LayerNorm(3)))
             == repr(torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.LayerNorm(3))))
     assert repr(nn.Dropout(0.2)) == "Dropout(p=0.2)"
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: nn.Linear(-3, 4), "Linear: in_features must be at least 0, got -3"),
+    (lambda: nn.Linear(3, -4), "Linear: out_features must be at least 0, got -4"),
+    (lambda: nn.Embedding(0, 4), "Embedding: num_embeddings must be greater than zero, got 0"),
+    (lambda: nn.Embedding(5, -1), "Embedding: embedding_dim must be at least 0, got -1"),
+    (lambda: nn.LSTM(3, -2), "LSTM: hidden_size must be greater than zero, got -2"),
+    (lambda: nn.GRUCell(-1, 2), "GRUCell: input_size must be greater than zero, got -1"),
+])
+def test_negative_sizes_are_errors_naming_the_argument(make, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make()
+
+
+@pytest.mark.parametrize("make", [lambda: nn.Linear(3.0, 4), lambda: nn.Embedding(5, True)])
+def test_sizes_must_be_integers(make):
+    with pytest.raises(TypeError, match="must be an integer"):
+        make()

@@ -550,3 +550,22 @@ def test_gradients_handed_out_by_one_pass_survive_the_next(kind):
     for g, k, g3 in zip(first, kept, second, strict=True):
         np.testing.assert_array_equal(g.data, k)
         np.testing.assert_allclose(g3.data, 3 * k, rtol=1e-12)
+
+
+def test_detect_anomaly_reports_an_inf_in_the_input_at_the_users_line_and_the_layers_scope():
+    lstm = nn.LSTM(2, 3, num_layers=2)
+    x = np.zeros((5, 1, 2), np.float32)
+    h0 = np.zeros((2, 1, 3), np.float32)
+    x[3, 0, 1] = np.inf
+    with tg.detect_anomaly(), np.errstate(invalid="ignore"):
+        with pytest.raises(tg.AnomalyError) as error:
+            lstm(x)  # the line to report
+        message = str(error.value)
+        assert f"{__file__}:" in message and message.endswith("lstm(x)  # the line to report")
+        # the input projection of the whole sequence, in the layer's scope; the bad step's index first
+        assert "linear: output 0 of shape (5, 1, 12)" in message and "at index (3, 0, " in message
+        assert "in scope lstm.l0 at" in message
+        h0[1, 0, 2] = np.inf  # the second layer's initial state, as the layer splits h_0 into layers
+        with pytest.raises(tg.AnomalyError, match=r"^unbind: output 1 of shape \(1, 3\) .* at index \(0, 2\);"
+                                                  r" the Function was recorded at .*: lstm\(np.zeros"):
+            lstm(np.zeros((5, 1, 2), np.float32), (h0, h0))

@@ -2,7 +2,7 @@
 reset-before form, forget_bias, variational dropout and return_all_states.
 
 Every variant is checked against a NumPy reference that unrolls each sequence of the batch
-on its own (the equations of nn.cell_variants written out again), against central
+on its own (the equations of tensorgrad.functions.cells written out again), against central
 differences in float64 (inputs, initial states and the variant's own parameters), and,
 where a PyTorch form exists, against PyTorch: with the options off the modules are
 PyTorch's, and every step's cell state matches PyTorch's run over each prefix.

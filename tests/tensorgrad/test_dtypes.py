@@ -61,7 +61,7 @@ OPS = {  # each applied to x: a float32 Variable of shape (3, 4) with values in 
     "concat": lambda x: F.concat([x, x * 2.0], axis=1),
     "stack": lambda x: F.stack([x, x], axis=-1),
     "split": lambda x: F.split(x, 2, axis=1),
-    "embedding": lambda x: F.embedding(x.T, ids),
+    "embedding": lambda x: F.embedding(ids, x.T),
     "dropout": lambda x: F.dropout(x, 0.5),
 }
 

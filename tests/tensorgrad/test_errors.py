@@ -1,6 +1,7 @@
 """Bad input gets a clear error naming the operation and the shapes or values at fault."""
 
 import re
+import traceback
 
 import numpy as np
 import pytest
@@ -111,16 +112,16 @@ def test_getitem_out_of_range(index, message):
 def test_embedding_errors():
     weight = ones(5, 2)
     with pytest.raises(IndexError, match="embedding: index 7 is out of range for 5 embeddings"):
-        F.embedding(weight, np.array([[1, 7]]))
+        F.embedding(np.array([[1, 7]]), weight)
     with pytest.raises(IndexError, match="embedding: index -1 is out of range for 5 embeddings"):
-        F.embedding(weight, np.array([-1]))
+        F.embedding(np.array([-1]), weight)
     with pytest.raises(IndexError, match="embedding: padding_idx 5 is out of range for 5 embeddings"):
-        F.embedding(weight, np.array([1]), padding_idx=5)
+        F.embedding(np.array([1]), weight, padding_idx=5)
     with pytest.raises(TypeError, match="embedding: indices must be integers, got dtype float64"):
-        F.embedding(weight, np.array([1.0]))
+        F.embedding(np.array([1.0]), weight)
     with pytest.raises(tg.ShapeError, match=re.escape("embedding: weight must be 2-d (num_embeddings, dim), "
                                                       "got (5,)")):
-        F.embedding(ones(5), np.array([1]))
+        F.embedding(np.array([1]), ones(5))
 
 
 def test_broadcasting_errors():
@@ -202,3 +203,15 @@ def test_badly_written_functions():
     with pytest.raises(RuntimeError, match=re.escape("wrong_shape.backward returned a gradient of shape () "
                                                      "for an input of shape (2,)")):
         WrongShape()(ones(2)).sum().backward()
+
+
+def test_a_forward_error_keeps_the_traceback_into_forward():
+    class Broken(tg.Function):
+        def forward(self, x):
+            return np.reshape(x, (7,))  # a ValueError from inside the user's forward
+
+    with pytest.raises(ValueError, match=r"^Broken: .* \(input shapes \(3,\)\)$") as error:
+        Broken()(tg.Variable(np.ones(3)))
+    cause = error.value.__cause__
+    assert isinstance(cause, ValueError)
+    assert "forward" in [frame.name for frame in traceback.extract_tb(cause.__traceback__)]

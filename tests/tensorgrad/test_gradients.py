@@ -9,6 +9,7 @@ clip at its bounds, ties of max and maximum), so that central differences are me
 
 import math
 import operator
+import warnings
 
 import numpy as np
 import pytest
@@ -460,15 +461,15 @@ def embedding_case(draw):
 @given(case=embedding_case())
 def test_embedding(case):
     weight, ids = case
-    np.testing.assert_array_equal(F.embedding(tg.Variable(weight), ids).data, weight[ids])
-    check(lambda w: F.embedding(w, ids), weight)
+    np.testing.assert_array_equal(F.embedding(ids, tg.Variable(weight)).data, weight[ids])
+    check(lambda w: F.embedding(ids, w), weight)
 
 
 @FEWER
 @given(case=embedding_case())
 def test_embedding_second_derivative(case):
     weight, ids = case
-    assert tg.gradgradcheck(lambda w: F.tanh(F.embedding(w, ids)), tg.Variable(weight))
+    assert tg.gradgradcheck(lambda w: F.tanh(F.embedding(ids, w)), tg.Variable(weight))
 
 
 @FEW
@@ -478,7 +479,7 @@ def test_embedding_padding_idx(case, data):
     padding_idx = data.draw(st.integers(-len(weight), len(weight) - 1))
     gy = data.draw(arrays(ids.shape + weight.shape[1:]))
     w = tg.Variable(weight)
-    (padded,) = tg.grad(F.embedding(w, ids, padding_idx), w, tg.Variable(gy))
+    (padded,) = tg.grad(F.embedding(ids, w, padding_idx), w, tg.Variable(gy))
     expected = np.zeros_like(weight)
     np.add.at(expected, ids.reshape(-1), gy.reshape(-1, weight.shape[1]))
     expected[padding_idx] = 0  # the padding row receives no gradient, as in PyTorch
@@ -645,3 +646,21 @@ def test_add_rows_equals_add_at():
     np.add.at(expected, ids, rows)
     np.testing.assert_allclose(add_rows(ids, rows, 7), expected, rtol=1e-12)
     assert add_rows(ids[:0], rows[:0], 7).shape == (7, 3)
+
+
+@pytest.mark.parametrize("dtype, far", [(np.float32, -20.0), (np.float64, -40.0)])
+def test_sigmoid_keeps_full_relative_precision_on_both_sides(dtype, far):
+    x = np.concatenate([np.linspace(-100, 100, 401), [-1e4, 1e4, far]]).astype(dtype)
+    exact = np.array([1 / (1 + math.exp(-v)) if v > -700 else 0.0 for v in x.astype(np.float64)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow in exp, no division by zero
+        y = F.sigmoid(tg.Variable(x)).data
+        v = tg.Variable(np.array([far], dtype))
+        log_p = F.log(F.sigmoid(v))
+        log_p.backward()
+    representable = exact >= np.finfo(dtype).tiny
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(y[representable], exact[representable], rtol=4 * eps)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(log_p.data, [far], rtol=4 * eps)  # log σ(x) = x - log(1 + eˣ) ≈ x
+    np.testing.assert_allclose(v.grad.data, [1 - exact[-1]], rtol=4 * eps)

@@ -68,5 +68,27 @@ def test_relu_and_clip_at_their_kinks(torch):
 def test_embedding_with_padding_idx(torch):
     weight = np.random.default_rng(0).standard_normal((5, 3))
     ids = np.array([[0, 2, 2], [4, 0, 1]])
-    both(torch, lambda w: F.embedding(w, ids, padding_idx=2),
+    both(torch, lambda w: F.embedding(ids, w, padding_idx=2),
          lambda w: torch.nn.functional.embedding(torch.tensor(ids), w, padding_idx=2), weight)
+
+
+@pytest.mark.parametrize("base, exponent", [
+    (np.array([0.0, 1.0]), np.array(2.0)),       # ∂/∂b at a = 0: aᵇ log a = 0 · -inf
+    (np.array([0.0, 2.0, 0.5]), np.array(0.0)),   # ∂/∂a of a⁰ at a = 0: 0 · 0⁻¹
+    (np.array(0.0), np.array([0.0, 1.5, 3.0])),   # ∂/∂b of 0ᵇ
+    (np.array([0.0, 0.0, 2.0]), np.array([0.0, 2.0, -1.0])),
+])
+def test_pow_gradients_where_the_formulas_give_nan(torch, base, exponent):
+    both(torch, lambda a, b: a ** b, lambda a, b: a ** b, base, exponent)
+
+
+def test_pow_of_a_constant_zero_base_and_of_a_zero_exponent(torch):
+    y = tg.Variable(np.array([0.0, 0.5, 2.0]))
+    (0.0 ** y).sum().backward()
+    expected = torch.tensor(y.data, requires_grad=True)
+    (0.0 ** expected).sum().backward()
+    np.testing.assert_array_equal(y.grad.data, expected.grad.numpy())
+    x = tg.Variable(np.array([0.0, 3.0]))
+    (x ** 0.0).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [0.0, 0.0])
+
