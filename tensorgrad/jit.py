@@ -237,6 +237,7 @@ class Planner:
         self.constants = []  # (slot, array): constants made by the traced backward
         self.requires_grad = {}  # slot -> whether its Variable requires a gradient
         self.dtype = {}  # slot -> dtype, for the casts of gradients
+        self.shape = {}  # slot -> shape, for drawings
         self.keep_alive = [arguments, calls]  # ids stay unique while planning
         self.arguments = len(arguments)
         for v in arguments:
@@ -251,6 +252,7 @@ class Planner:
         self.roots.setdefault(id(_root(v.data)), s)
         self.requires_grad[s] = v.requires_grad
         self.dtype[s] = v.data.dtype
+        self.shape[s] = v.data.shape
         return s
 
     def _slot_of(self, v, backward):
@@ -453,6 +455,7 @@ class Planner:
         s = self.size
         self.size += 1
         self.dtype[s] = self.dtype[of] if dtype is None else dtype
+        self.shape[s] = self.shape[of]
         self.requires_grad[s] = False
         return s
 
@@ -674,11 +677,13 @@ class Plan:
         self.size = planner.size
         self.rebuild = planner.rebuild
         self.input_slots = tuple(s for s, _ in planner.inputs)
+        self.arguments = planner.arguments
         self.externals = [v for s, v in planner.inputs[planner.arguments:]]
         self.leaves = planner.leaves
         self.constants = planner.constants
         self.output_slots = output_slots
         self.output_flags = [(y.requires_grad, y.name) for y in planner.outputs]
+        self.shapes, self.dtypes = planner.shape, planner.dtype  # of each slot
         self.seeds, self.input_grads = seeds, input_grads
         read = self.externals + [v for _, v in self.leaves]
         self.checks = [(v, v.shape, v.dtype, v.requires_grad) for v in read]
@@ -688,6 +693,7 @@ class Plan:
         read_in_backward = {s for step in self.backward for s in step.reads()}
         self.kept = _live(list(enumerate(forward)), set(output_slots) | read_in_backward)
         self.forward = [step for _, step in self.kept]
+        self.frames = sum(1 for step in self.forward if step.frame)  # Functions copied at each replay
         outputs = set(output_slots)
         self.frees = {True: _frees(self.forward, read_in_backward | outputs),  # recorded: keep for backward
                       False: _frees(self.forward, outputs)}
