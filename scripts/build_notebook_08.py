@@ -84,7 +84,8 @@ operations it performs become steps."""),
 jitted(x, y, None)  # traced (the result is the eager run's)
 plan = jitted.plan
 print(plan)"""),
-    ("code", r"""display(SVG(viz.make_dot(plan, params=dict(model.named_parameters())).pipe(format="svg")))"""),
+    ("code", r"""drawing = viz.make_dot(plan, params=dict(model.named_parameters()))
+display(SVG(drawing.pipe(format="svg")))"""),
     ("markdown", r"""A later call with the same signature replays the plan: it calls each step's
 `forward` on the new arrays, in the recorded order, and makes no Function and no Variable
 per operation. The whole replay is recorded on the tape as **one** node, whose backward
@@ -242,7 +243,7 @@ assert all(np.array_equal(a, b) for i, (a, b) in enumerate(zip(exact_grads, summ
 | Python per operation | a Function, Variables, tape bookkeeping | a call of the step's `forward` |
 | branches, loops on values | follow the data | frozen at trace time |
 | debugging | every intermediate is a Variable | the plan's steps and slots (`print(fn.plan)`) |
-| whole-computation optimisations | none | one-matmul weight gradients, dead steps dropped, memory freed at last use |
+| seeing the whole computation | no | one-matmul weight gradients, dead steps dropped, frees at last use |
 
 `tensorgrad train` and `nn.TBPTT` run each window through `tg.jit` by default (`--no-jit`,
 `jit=False` to turn it off), with exactly the losses of eager mode."""),
