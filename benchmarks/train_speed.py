@@ -3,8 +3,10 @@
     python benchmarks/train_speed.py [--steps 20] [--rounds 5] [--threads 1]
 
 Runs the training step of the command line (built-in corpus, default configuration) with
-each window traced and replayed (``tg.jit``, the default), eagerly (``--no-jit``), and the
-same model in PyTorch (when installed) on the same windows from the same weights. The
+each window traced and replayed (``tg.jit``, the default), the same with the recurrent
+weight's gradient over all steps in one matmul (``sum_weight_gradients=True``: not bit for
+bit eager's), eagerly (``--no-jit``), and the same model in PyTorch (when installed) on the
+same windows from the same weights. The
 engines take turns, ``--steps`` steps at a time, for ``--rounds`` rounds (the machine may
 be shared: each engine's figure is its median round). Reported: characters per second, the
 number the progress bar shows; the matmul FLOPs of one step (forward and backward), and how
@@ -21,6 +23,7 @@ import numpy as np
 from overhead import machine
 from threadpoolctl import threadpool_info, threadpool_limits
 
+import tensorgrad as tg
 from nn.trainer import TrainConfig, Trainer
 
 try:
@@ -65,7 +68,7 @@ class TorchEngine:
             config.hidden, config.hidden, config.layers)
         self.head = torch.nn.Linear(config.hidden, V)
         self.modules = torch.nn.ModuleDict({"embedding": self.embedding, "rnn": self.rnn, "head": self.head})
-        self.modules.load_state_dict({k: torch.from_numpy(np.array(v))
+        self.modules.load_state_dict({k: torch.from_numpy(np.array(v))  # copies: writable
                                       for k, v in trainer.model.state_dict().items()})
         self.optimizer = torch.optim.Adam(self.modules.parameters(), lr=config.lr)
         self.batches, self.clip, self.V = trainer.train_batches, config.clip, V
@@ -76,9 +79,9 @@ class TorchEngine:
         inputs, targets = self.batches[window]
         if window == 0:
             self.state = None
-        output, state = self.rnn(self.embedding(torch.from_numpy(inputs)), self.state)
+        output, state = self.rnn(self.embedding(torch.from_numpy(np.array(inputs))), self.state)
         loss = torch.nn.functional.cross_entropy(self.head(output).reshape(-1, self.V),
-                                                 torch.from_numpy(targets).reshape(-1))
+                                                 torch.from_numpy(np.array(targets)).reshape(-1))
         self.optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.modules.parameters(), self.clip)
@@ -90,14 +93,18 @@ class TorchEngine:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20, help="steps per engine per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=5, help="steps per engine per round")
+    parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as out, threadpool_limits(args.threads, user_api="blas"):
-        engines = {"tensorgrad jit": Trainer(TrainConfig(out=out), progress=False, log=lambda *_: None),
-                   "tensorgrad eager": Trainer(TrainConfig(out=out, jit=False), progress=False,
-                                               log=lambda *_: None)}
+        def trainer(**options):
+            return Trainer(TrainConfig(out=out, **options), progress=False, log=lambda *_: None)
+
+        engines = {"tensorgrad jit": trainer(), "tensorgrad jit, one-matmul Wₕₕ gradient": trainer(),
+                   "tensorgrad eager": trainer(jit=False)}
+        summed = engines["tensorgrad jit, one-matmul Wₕₕ gradient"]
+        summed.window_loss = tg.jit(summed._window_loss, sum_weight_gradients=True)
         if torch is not None:
             torch.set_num_threads(args.threads)
             engines["pytorch"] = TorchEngine(engines["tensorgrad jit"])

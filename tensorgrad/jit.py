@@ -6,9 +6,14 @@ numbers, so the tape it records is the same every time. ``tg.jit`` records it on
 trace) and keeps it as a *plan*: a list of steps (a Function, the slots of its input arrays,
 the slots of its output arrays) over an environment of arrays. Replaying the plan calls
 each Function's array-level ``forward`` on the new arrays, in the recorded order, and
-creates nothing per operation. The backward pass is planned the same way, at trace time:
+creates no Function or Variable per operation. The backward pass is planned the same way,
+at trace time:
 
-- a Function with an array-level backward (``numpy_backward``) is a step that calls it;
+- a Function with an array-level backward (``numpy_backward``) is a step that calls it. Its
+  ``numpy_backward`` reads what its forward saved and its ``inputs``, so each replay runs
+  such a Function on a copy of its own (a *frame*, with Variables wrapping its arrays):
+  two replays whose backward is pending never share saved arrays. These Functions (the
+  fused cells, the cross-entropy) are the only ones with an object per replay;
 - any other Function's backward, written in Variable operations, is run once at trace time
   and the operations it performs are recorded as steps (a traced backward), so that
   replaying them computes its gradients from the new arrays;
@@ -26,7 +31,13 @@ and replayed as it was taken. Arrays the plan reads are its inputs: the array ar
 every call's own values, and the leaf Variables the function read (read again at every
 replay, so an optimizer's in-place or replaced ``.data`` is seen; a Parameter *object*
 swapped for another is not). Constants the function builds from Python values stay
-constants.
+constants. Hooks and ``retain_grad`` on Variables made inside the function do not run in
+a replay (those Variables do not exist there).
+
+The planner also does what only a view of the whole computation allows: it drops steps
+whose results nobody reads (except random ones), frees each slot after its last use, and
+(``sum_weight_gradients=True``) computes a recurrent weight's gradient over all the steps
+of a sequence in one matmul.
 """
 
 import collections
