@@ -665,11 +665,13 @@ def bind(function, bindings, env):
 
 def store(env, slots, ys):
     """Put a forward's result (an array, or a tuple of them) into ``slots``."""
-    if isinstance(ys, tuple):
-        for s, y in zip(slots, ys, strict=True):
+    if type(ys) is np.ndarray:
+        env[slots[0]] = ys
+    elif type(ys) is tuple:
+        for s, y in zip(slots, ys):
             env[s] = y
     else:
-        env[slots[0]] = ys if type(ys) is np.ndarray else np.asarray(ys)  # as Variable._result does
+        env[slots[0]] = np.asarray(ys)  # a NumPy scalar, as Variable._result does
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -709,6 +711,14 @@ class Plan:
         self.frees = {True: _frees(self.forward, read_in_backward | outputs),  # recorded: keep for backward
                       False: _frees(self.forward, outputs)}
         self.backward_frees = _frees(self.backward, {g for g in input_grads if g is not None})
+        self.programs = {record: [(k, step, None if step.bindings or step.frame else step.function.forward,
+                                   step.inputs, step.outputs, frees)
+                                  for (k, step), frees in zip(self.kept, self.frees[record], strict=True)]
+                         for record in (True, False)}
+        self.backward_program = [
+            (step, step.function.forward if type(step) is Step and not step.bindings else None,
+             getattr(step, "inputs", None), getattr(step, "outputs", None), frees)
+            for step, frees in zip(self.backward, self.backward_frees, strict=True)]
 
     def still_valid(self):
         """Whether the Variables read from outside still have the traced shapes, dtypes and requires_grad."""
@@ -739,11 +749,14 @@ class Plan:
         for s, v in self.leaves:
             env[s] = v.data
         frames = {} if record else None
-        for (k, step), frees in zip(self.kept, self.frees[record], strict=True):
-            if record and step.frame:
-                frames[k] = _run_frame(step, env)
-            else:
-                step.run(env)
+        for k, step, forward, inputs, outputs, frees in self.programs[record]:
+            if forward is None:  # a frame, or a Function whose constants are bound first
+                if record and step.frame:
+                    frames[k] = _run_frame(step, env)
+                else:
+                    step.run(env)
+            else:  # the common case, without a method call: a tiny op's cost is mostly Python
+                store(env, outputs, forward(*[env[s] for s in inputs]))
             for s in frees:
                 env[s] = None
         return env, frames
@@ -755,8 +768,11 @@ class Plan:
                 env[s] = g
         for s, a in self.constants:
             env[s] = a
-        for step, frees in zip(self.backward, self.backward_frees, strict=True):
-            step.run(env, frames)
+        for step, forward, inputs, outputs, frees in self.backward_program:
+            if forward is None:
+                step.run(env, frames)
+            else:
+                store(env, outputs, forward(*[env[s] for s in inputs]))
             for s in frees:
                 env[s] = None
         return tuple(None if s is None else env[s] for s in self.input_grads)
