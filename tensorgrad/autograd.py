@@ -56,7 +56,7 @@ def backward(outputs, grad_outputs, *, retain_grad=False, create_graph=False):
 
     grads = _back_propagate(backward_order(outputs), _seeds(outputs, grad_outputs), create_graph, complete)
     with set_grad_enabled(create_graph):
-        for x, g in grads.values():  # what is left: the leaves' gradients
+        for x, g, _ in grads.values():  # what is left: the leaves' gradients
             _store_grad(x, _run_hooks(x, g), create_graph)
 
 
@@ -104,14 +104,15 @@ def grad(outputs, inputs, grad_outputs=None, *, create_graph=False):
     functions = _leading_to(backward_order(outputs, after), wanted)
     grads = _back_propagate(functions, _seeds(outputs, seeds), create_graph, complete)
     with set_grad_enabled(create_graph):
-        for key, (x, g) in grads.items():  # inputs whose creator did not need to run
+        for key, (x, g, _) in grads.items():  # inputs whose creator did not need to run
             if key in wanted:
                 wanted[key] = _run_hooks(x, g)
     return tuple(wanted[id(x)] for x in inputs)
 
 
 def _seeds(outputs, grad_outputs):
-    """{id(y): (y, dL/dy)} for the outputs, in their dtype, summed where an output repeats."""
+    """The gradients (see :func:`_back_propagate`) of the outputs, in their dtype, summed where
+    an output repeats."""
     grads = {}
     for y, g in zip(outputs, grad_outputs, strict=True):
         _accumulate(grads, y, g if g.dtype == y.dtype else g.astype(y.dtype), False)
@@ -133,7 +134,8 @@ def _leading_to(functions, wanted):
 def _back_propagate(functions, grads, create_graph, complete):
     """Run the backward of ``functions`` (in backward order) from the gradients ``grads``.
 
-    ``grads`` maps id(Variable) to (Variable, gradient so far). A Variable's entry is taken
+    ``grads`` maps id(Variable) to (Variable, gradient so far, whether that gradient is a
+    sum made by :func:`_accumulate`). A Variable's entry is taken
     out when its creator runs, and ``complete(y, gradient)`` is told its whole gradient; the
     entries left at the end are those of Variables whose creator did not run (the leaves).
     """
@@ -204,10 +206,21 @@ def _input_gradients(function, gys, create_graph):
 
 
 def _accumulate(grads, x, g, create_graph):
-    """Add the gradient ``g`` of ``x`` to the one it has so far in ``grads``."""
+    """Add the gradient ``g`` of ``x`` to the one it has so far in ``grads``.
+
+    Unrecorded, the first sum is a new array, which the later terms are added to in place;
+    a gradient as a backward returned it is never written to (it may be shared, or a view).
+    """
     key = id(x)
     entry = grads.get(key)
-    grads[key] = (x, g if entry is None else _sum(entry[1], g, create_graph))
+    if entry is None:
+        grads[key] = (x, g, False)
+    elif create_graph:
+        grads[key] = (x, entry[1] + g, False)
+    elif entry[2]:  # a sum made here
+        entry[1].data += g.data
+    else:
+        grads[key] = (x, Variable._result(entry[1].data + g.data, False), True)
 
 
 def _store_grad(x, g, create_graph):
@@ -217,17 +230,11 @@ def _store_grad(x, g, create_graph):
     be a read-only broadcast view, or the very array handed to another Variable.
     """
     if x.grad is not None:
-        x.grad = _sum(x.grad, g, create_graph)
+        x.grad = x.grad + g if create_graph else Variable._result(x.grad.data + g.data, False)
     elif create_graph:
         x.grad = g
     else:
         x.grad = Variable._result(g.data.copy(), False)
-
-
-def _sum(a, b, create_graph):
-    if create_graph:
-        return a + b
-    return Variable._result(a.data + b.data, False)
 
 
 def _run_hooks(x, g):

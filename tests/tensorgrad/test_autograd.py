@@ -369,3 +369,32 @@ def test_grad_walks_no_function_recorded_before_its_inputs():
     assert not Watched.walked
     middle.sum().backward()  # a backward pass to the leaves does walk it
     assert Watched.walked
+
+
+def test_numpy_backward_runs_unrecorded_and_backward_when_the_pass_is_recorded():
+    class Cube(tg.Function):
+        """y = x³ with both backwards, noting which one ran."""
+
+        calls = []
+
+        def forward(self, x):
+            return x ** 3
+
+        def backward(self, gy):
+            Cube.calls.append("backward")
+            x = self.inputs[0]
+            return gy * 3.0 * x * x
+
+        def numpy_backward(self, gy):
+            Cube.calls.append("numpy_backward")
+            assert isinstance(gy, np.ndarray)
+            return gy * 3.0 * self.inputs[0].data ** 2
+
+    x = leaf([1.0, -2.0])
+    Cube()(x).sum().backward()
+    assert Cube.calls == ["numpy_backward"] and x.grad.creator is None
+    np.testing.assert_allclose(x.grad.data, 3 * x.data ** 2)
+    (first,) = tg.grad(Cube()(x).sum(), x, create_graph=True)
+    assert Cube.calls == ["numpy_backward", "backward"] and first.creator is not None
+    (second,) = tg.grad(first.sum(), x)
+    np.testing.assert_allclose(second.data, 6 * x.data)
