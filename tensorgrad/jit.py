@@ -47,7 +47,7 @@ import weakref
 import numpy as np
 
 from tensorgrad.function import Function
-from tensorgrad.modes import is_grad_enabled, set_grad_enabled, state
+from tensorgrad.modes import set_grad_enabled, state
 from tensorgrad.variable import Variable
 
 CACHE_SIZE = 8  # plans kept per jitted function (one per signature), least recently used dropped
@@ -117,6 +117,10 @@ class Jit:
         while len(self.plans) > self.cache_size:
             self.plans.popitem(last=False)
         return result
+
+    def __get__(self, instance, owner=None):
+        """A jitted method: the instance is an argument by value (a plan per instance)."""
+        return self if instance is None else functools.partial(self, instance)
 
     @property
     def plan(self):
@@ -541,21 +545,11 @@ class NumpyBackward:
             gxs = (gxs,)
         for s, g, dtype in zip(self.grad_inputs, gxs, self.dtypes, strict=True):
             if s is not None:
-                g = _array(g)
                 env[s] = g if g is None or g.dtype == dtype else g.astype(dtype)
 
     def __repr__(self):
         outs = ", ".join("_" if s is None else f"s{s}" for s in self.grad_inputs)
         return f"{outs} = numpy_backward#{self.k}({', '.join(f's{s}' for s in self.grad_outputs)})"
-
-
-def _array(g):
-    """A gradient from ``numpy_backward`` as an array (or None)."""
-    if g is None or isinstance(g, np.ndarray):
-        return g
-    if isinstance(g, Variable):
-        return g.data
-    return g.value().data  # a SumOfProducts
 
 
 class WeightGradient:
@@ -858,9 +852,7 @@ class _Replayed(Function):
         return self.plan.run_backward(self.env, self.frames, grad_outputs)
 
     def backward(self, *grad_outputs):
-        if is_grad_enabled():
-            raise RuntimeError(f"{self.op}: create_graph=True through a replayed function; its backward "
-                               "runs the recorded NumPy steps, which cannot be recorded. Call the function "
-                               "eagerly (fn.eager) for higher derivatives")
-        grads = self.numpy_backward(*[g.data for g in grad_outputs])
-        return tuple(None if g is None else Variable._result(g, False) for g in grads)
+        """Called by the engine only when the backward pass is recorded, which a plan cannot do."""
+        raise RuntimeError(f"{self.op}: create_graph=True through a replayed function; its backward "
+                           "runs the recorded NumPy steps, which cannot be recorded. Call the function "
+                           "eagerly (fn.eager) for higher derivatives")

@@ -324,6 +324,23 @@ def test_a_replay_needs_no_more_memory_than_the_eager_run():
     assert replay <= eager, (replay, eager)
 
 
+def test_a_jitted_method_gets_its_instance(rng):
+    class Scaled(nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.weight = nn.Parameter(np.full((2, 2), k, np.float32))
+
+        @tg.jit
+        def forward(self, x):
+            return x @ self.weight
+
+    a, b = Scaled(1.0), Scaled(2.0)
+    x = np.ones((1, 2), np.float32)
+    for _ in range(2):
+        assert a(x).data.tolist() == [[2.0, 2.0]] and b(x).data.tolist() == [[4.0, 4.0]]
+    assert Scaled.forward.traces == 2  # one plan per instance, replayed the second time
+
+
 def test_a_replay_under_no_grad_records_nothing(rng):
     W = tg.Variable(rng.standard_normal((3, 2)))
     jf = tg.jit(lambda x: F.tanh(x @ W))
