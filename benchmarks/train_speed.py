@@ -11,7 +11,10 @@ engines take turns, ``--steps`` steps at a time, for ``--rounds`` rounds (the ma
 be shared: each engine's figure is its median round). Reported: characters per second, the
 number the progress bar shows; the matmul FLOPs of one step (forward and backward), and how
 far each engine is from this machine's measured matmul peak, for large square matrices and
-for the thin products of one time step.
+for the thin products of one time step. Then what tensorgrad's step is made of: its matmuls
+timed alone (the same products, shapes and count), its Python (the same step on a model of
+hidden size 4 and batch 1, whose arrays are too small for NumPy's arithmetic to count),
+and the rest, the elementwise passes.
 """
 
 import argparse
@@ -40,6 +43,30 @@ def matmul_flops(config, vocab):
     gates = 4 if config.model == "lstm" else 3 if config.model == "gru" else 1
     forward = L * (2 * T * B * H * gates * H * 2) + 2 * T * B * H * vocab
     return 3 * forward
+
+
+def step_matmuls(config, vocab):
+    """The (m, k, n) of every matmul of one training step of a one-layer model, forward and backward."""
+    T, B, H = config.seq_len, config.batch, config.hidden
+    G = {"lstm": 4, "gru": 3}.get(config.model, 1) * H
+    forward = [(T * B, H, G)] + [(B, H, G)] * T + [(T * B, H, vocab)]
+    backward = [(T * B, vocab, H), (vocab, T * B, H)] + [(B, G, H), (G, B, H)] * T
+    backward += [(T * B, G, H), (G, T * B, H)]
+    return forward + backward
+
+
+def matmul_seconds(shapes, repeats=5):
+    """Seconds for the matmuls of ``shapes``, one after the other (best of ``repeats``)."""
+    rng = np.random.default_rng(0)
+    operands = [(rng.random((m, k), dtype=np.float32), rng.random((k, n), dtype=np.float32))
+                for m, k, n in shapes]
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for a, b in operands:
+            a @ b
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def peak_gflops(shape, seconds=0.5):
@@ -141,6 +168,33 @@ def main():
         rate = flops / step / 1e9
         print(f"| {name} | {step * 1e3:.1f} | {chars / step:,.0f} | {rate:.1f} | {rate / square:.0%} | "
               f"{rate / thin:.0%} |")
+    breakdown(config, len(trainer.vocab), seconds, args.threads)
+
+
+def breakdown(config, vocab, seconds, threads):
+    """tensorgrad's step split into matmuls (timed alone), Python (a tiny model's step) and the rest."""
+    with tempfile.TemporaryDirectory() as out, threadpool_limits(threads, user_api="blas"):
+        matmuls = matmul_seconds(step_matmuls(config, vocab))
+        tiny = {}
+        for name, jit in (("tensorgrad jit", True), ("tensorgrad eager", False)):
+            trainer = Trainer(TrainConfig(out=out, hidden=4, batch=1, jit=jit), progress=False,
+                              log=lambda *_: None)
+            for _ in range(3):
+                trainer.train_step()
+            times = []
+            for _ in range(10):
+                start = time.perf_counter()
+                trainer.train_step()
+                times.append(time.perf_counter() - start)
+            tiny[name] = statistics.median(times)
+    print(f"\nwhat the step is made of (ms): its {len(step_matmuls(config, vocab))} matmuls timed alone, "
+          "Python (the step of a hidden-4, batch-1 model), and the rest (elementwise passes)\n")
+    print("| engine | step | matmuls | Python | elementwise and the rest |")
+    print("|---|---|---|---|---|")
+    for name, python in tiny.items():
+        step = statistics.median(seconds[name])
+        print(f"| {name} | {step * 1e3:.1f} | {matmuls * 1e3:.1f} | {python * 1e3:.1f} | "
+              f"{(step - matmuls - python) * 1e3:.1f} |")
 
 
 if __name__ == "__main__":

@@ -253,6 +253,7 @@ class Planner:
         self.requires_grad = {}  # slot -> whether its Variable requires a gradient
         self.dtype = {}  # slot -> dtype, for the casts of gradients
         self.shape = {}  # slot -> shape, for drawings
+        self.sums = set()  # the slots of gradient sums made by the plan: added to in place
         self.keep_alive = [arguments, calls]  # ids stay unique while planning
         self.arguments = len(arguments)
         for v in arguments:
@@ -475,11 +476,16 @@ class Planner:
         return s
 
     def _accumulate(self, steps, grads, s, g):
+        """Add the gradient in slot ``g`` to the one of slot ``s`` so far: into a new slot, or in
+        place into a sum the plan made itself (never into a gradient a step returned)."""
         previous = grads.get(s)
         if previous is None:
             grads[s] = g
+        elif previous in self.sums:
+            steps.append(Accumulate(previous, g, previous))
         else:
             total = self._grad_slot(s)
+            self.sums.add(total)
             steps.append(Accumulate(previous, g, total))
             grads[s] = total
 
@@ -583,7 +589,8 @@ def _rows(array):
 
 
 class Accumulate:
-    """``total = a + b``: two gradients of one array, added in the eager engine's order."""
+    """``total = a + b``: two gradients of one array, added in the eager engine's order; in
+    place (``total`` is ``a``) when ``a`` is a sum the plan made itself."""
 
     __slots__ = ("a", "b", "total")
 
@@ -598,10 +605,17 @@ class Accumulate:
 
     def run(self, env, frames):
         a, b = env[self.a], env[self.b]
-        env[self.total] = b if a is None else a if b is None else a + b
+        if a is None or b is None:  # a numpy_backward may give None: the sum is the other, as an array
+            if not (b is None and self.total == self.a):  # of the plan's own, since it may be added to
+                other = b if a is None else a
+                env[self.total] = None if other is None else other.copy()
+        elif self.total == self.a:
+            a += b
+        else:
+            env[self.total] = a + b
 
     def __repr__(self):
-        return f"s{self.total} = s{self.a} + s{self.b}"
+        return f"s{self.a} += s{self.b}" if self.total == self.a else f"s{self.total} = s{self.a} + s{self.b}"
 
 
 class Cast:
