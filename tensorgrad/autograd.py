@@ -135,9 +135,9 @@ def _back_propagate(functions, grads, create_graph, complete):
     """Run the backward of ``functions`` (in backward order) from the gradients ``grads``.
 
     ``grads`` maps id(Variable) to (Variable, gradient so far, whether that gradient is a
-    sum made by :func:`_accumulate`). A Variable's entry is taken
-    out when its creator runs, and ``complete(y, gradient)`` is told its whole gradient; the
-    entries left at the end are those of Variables whose creator did not run (the leaves).
+    sum made by :func:`_accumulate`). A Variable's entry is taken out when its creator runs,
+    and ``complete(y, gradient)`` is told its whole gradient; the entries left at the end are
+    those of Variables whose creator did not run (the leaves).
     """
     anomaly = state.anomaly
     # The operations inside a backward are not checked as forward outputs: a NaN they make is
