@@ -246,6 +246,8 @@ def memory_child(spec):
     set_threads(1)
     engine = next(e for e in ENGINES if e.name == name)(initial_weights(mode, hidden), mode)
     ids, targets = batch(steps, batch_size)
+    if name == "jit":  # a replay's memory: after the trace (an eager step, whose peak is eager's and more)
+        engine.step(ids, targets)
     gc.collect()
     peak = None
     if what == "rss":
@@ -324,7 +326,7 @@ def training(modes, sizes, threads, repeats):
 
 def memory(modes, sizes):
     print("\n### Peak memory over the first three training steps of a new model, "
-          "beyond its parameters (MB)\n")
+          "beyond its parameters (MB; jit: three replays after its traced first step)\n")
     names = [e.name for e in ENGINES]
     traced = [n for n in names if n != "pytorch"]
     table(["model", "H, B, T"] + [f"NumPy allocations, {n}" for n in traced] + ["tensorgrad / numpy",
