@@ -251,6 +251,19 @@ def test_what_the_trace_cannot_replay_is_an_error_at_trace_time():
         tg.jit(lambda x, options: x @ W)(np.ones((2, 3)), {1, 2})
 
 
+def test_lengths_of_a_padded_batch_are_a_signature_by_value_and_an_array_of_them_is_refused():
+    """A layer turns ``lengths`` into masks with NumPy: as a tuple they are part of the
+    signature (a new tuple traces again); as an array the trace would freeze them."""
+    layer = nn.GRU(3, 4)
+    jf = tg.jit(lambda x, lengths: layer(x, lengths=lengths)[0].sum())
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    for lengths in [(5, 3), (5, 3), (4, 2)]:
+        assert jf(x, lengths).item() == layer(x, lengths=lengths)[0].sum().item()
+    assert jf.traces == 2
+    with pytest.raises(tg.TraceError, match="array argument 1 .* is not read"):
+        jf(x, np.array([5, 3]))
+
+
 def test_overlapping_replays_keep_their_own_arrays():
     """Two windows forwarded before either backward: each replay's gradient is its own."""
     tg.manual_seed(0)
