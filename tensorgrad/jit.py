@@ -405,7 +405,7 @@ class Planner:
                 hidden, key = None, None
                 if k in self.sequences:
                     h, key = self.sequences[k]
-                    hidden = self._grad_slot(key[0])
+                    hidden = self._grad_slot(step.inputs[0])  # ∂L/∂b has the shape of the input side a
                     products[key].append((hidden, step.inputs[h]))
                 steps.append(NumpyBackward(k, tuple(gys), tuple(gxs),
                                            tuple(self.dtype[s] for s in step.inputs), hidden))
