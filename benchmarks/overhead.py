@@ -3,9 +3,10 @@
     python benchmarks/overhead.py [--ops 2000] [--repeats 30]
 
 1. A chain of tiny ops (alternating mul, add, tanh on 4×4 float32, the other operand of mul
-   and add a constant): forward and backward time per op, in µs, for tensorgrad and PyTorch
-   (one thread), measured in alternation so that both see the same machine load. The best
-   of ``--repeats`` runs is reported (the least disturbed one), with the median beside it.
+   and add a constant): forward and backward time per op, in µs, for tensorgrad eager, the
+   same chain replayed by ``tg.jit`` (traced once before timing) and PyTorch (one thread),
+   measured in alternation so that all see the same machine load. The best of
+   ``--repeats`` runs is reported (the least disturbed one), with the median beside it.
 2. Backward time of graphs of 10⁴ and 10⁵ nodes, a chain and a fan-in (one leaf feeding N
    products that one stack collects), to show that backward grows linearly with the graph.
 """
@@ -27,12 +28,9 @@ except ImportError:  # the comparison is optional
     torch = None
 
 
-def timed_chain(x, c, tanh, n_ops):
-    """Seconds for the forward and the backward pass of the chain of ``n_ops`` ops from leaf ``x``.
-
-    The same code times both engines: their Variables and tensors share the operators.
-    """
-    start = time.perf_counter()
+def chain(x, c, tanh, n_ops):
+    """The sum of the chain of ``n_ops`` ops from ``x``: the same code for every engine (their
+    Variables and tensors share the operators)."""
     y = x
     for i in range(n_ops):
         if i % 3 == 0:
@@ -41,7 +39,13 @@ def timed_chain(x, c, tanh, n_ops):
             y = y + c
         else:
             y = tanh(y)
-    loss = y.sum()
+    return y.sum()
+
+
+def timed_chain(x, c, tanh, n_ops, run=chain):
+    """Seconds for the forward and the backward pass of the chain of ``n_ops`` ops from leaf ``x``."""
+    start = time.perf_counter()
+    loss = run(x, c, tanh, n_ops)
     middle = time.perf_counter()
     loss.backward()
     end = time.perf_counter()
@@ -52,6 +56,16 @@ def timed_chain(x, c, tanh, n_ops):
 def chain_tensorgrad(n_ops, rng):
     x = tg.Variable(rng.random((4, 4), dtype=np.float32))
     return timed_chain(x, rng.random((4, 4), dtype=np.float32), F.tanh, n_ops)
+
+
+_JITTED = tg.jit(chain)
+
+
+def chain_jit(n_ops, rng):
+    x = tg.Variable(rng.random((4, 4), dtype=np.float32))
+    c = rng.random((4, 4), dtype=np.float32)
+    _JITTED(x, c, F.tanh, n_ops)  # traced at the first call; later calls (and this one's timing) replay
+    return timed_chain(x, c, F.tanh, n_ops, run=_JITTED)
 
 
 def chain_torch(n_ops, rng):
@@ -104,7 +118,7 @@ def main():
         torch.set_num_threads(1)
         print(f"PyTorch {torch.__version__}, 1 thread")
 
-    engines = {"tensorgrad": chain_tensorgrad}
+    engines = {"tensorgrad": chain_tensorgrad, "jit": chain_jit}
     if torch is not None:
         engines["pytorch"] = chain_torch
     runs = {name: [] for name in engines}
@@ -126,7 +140,8 @@ def main():
         cells = [f"{col.min():.2f} ({statistics.median(col):.2f})" for col in columns]
         print(f"{name:<12}" + "".join(f"{cell:>16}" for cell in cells))
     if torch is not None:
-        print(f"ratio tensorgrad / pytorch (best total): {totals['tensorgrad'] / totals['pytorch']:.2f}")
+        print(f"ratio tensorgrad / pytorch (best total): {totals['tensorgrad'] / totals['pytorch']:.2f}, "
+              f"jit / pytorch: {totals['jit'] / totals['pytorch']:.2f}")
 
     print("\nbackward time of large graphs (best of 5)")
     print(f"{'graph':<10}{'nodes':>10}{'seconds':>12}{'µs per node':>14}")

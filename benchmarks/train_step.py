@@ -5,11 +5,13 @@
 
 The step: embedding (V = 65, E = H) → one recurrent layer over T steps → linear to V at
 every step → softmax cross-entropy averaged over T·B → backward → clipping to global norm 5
-→ Adam, float32, for (H, B, T) = (128, 32, 64), (256, 32, 64), (512, 64, 64). The engines
-start from the same weights and see the same data:
+→ Adam, float32, for (H, B, T) = (64, 32, 100), (128, 32, 64), (256, 32, 64), (512, 64, 64).
+The engines start from the same weights and see the same data:
 
 - tensorgrad: ``nn.CharRNN``, ``nn.softmax_cross_entropy``, ``loss.backward()``,
-  ``nn.clip_grad_norm``, ``nn.optim.Adam``, as ``tensorgrad train`` runs them;
+  ``nn.clip_grad_norm``, ``nn.optim.Adam``, run eagerly (``tensorgrad train --no-jit``);
+- tensorgrad jit: the same, with the forward and the loss a replayed plan (``tg.jit``,
+  its weight gradients over all steps in one matmul: ``sum_weight_gradients=True``);
 - PyTorch (when installed): ``torch.nn.Embedding``, ``RNN``/``LSTM``/``GRU``, ``Linear``,
   ``cross_entropy``, ``clip_grad_norm_``, ``torch.optim.Adam``;
 - ``numpy_bptt.py``: the forward pass and BPTT written by hand in NumPy.
@@ -45,7 +47,7 @@ import tracemalloc
 import numpy as np
 from numpy_bptt import CharLM
 from overhead import machine
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import tensorgrad as tg
 from nn.charlm import CharRNN
@@ -62,7 +64,7 @@ VOCAB = 65
 MAX_NORM = 5.0
 LR = 2e-3
 MODES = ("rnn", "lstm", "gru")
-SIZES = ((128, 32, 64), (256, 32, 64), (512, 64, 64))  # (H, B, T)
+SIZES = ((64, 32, 100), (128, 32, 64), (256, 32, 64), (512, 64, 64))  # (H, B, T)
 # glibc's malloc gives large freed blocks back to the system, and memory taken again comes as
 # page faults (on a virtual machine, microseconds per 4 KB page). With these settings it keeps
 # and reuses them, so the engines are compared on their arithmetic alone (--keep-freed-memory).
@@ -92,6 +94,26 @@ class TensorgradLM:
         with tg.no_grad():
             logits, state = self.model(ids, state)
         return logits.data, state
+
+
+class TensorgradJitLM(TensorgradLM):
+    name = "jit"
+
+    def __init__(self, params, mode):
+        super().__init__(params, mode)
+        self.window_loss = tg.jit(self._window_loss, sum_weight_gradients=True)
+
+    def _window_loss(self, ids, targets):
+        logits, _ = self.model(ids)
+        return softmax_cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1))
+
+    def step(self, ids, targets):
+        loss = self.window_loss(ids, targets)
+        self.model.zero_grad()
+        loss.backward()
+        clip_grad_norm(self.model.parameters(), MAX_NORM)
+        self.optimizer.step()
+        return loss.item()
 
 
 class NumpyLM:
@@ -146,7 +168,8 @@ class TorchLM:
         return logits.numpy(), state
 
 
-ENGINES = [TensorgradLM, TorchLM, NumpyLM] if torch is not None else [TensorgradLM, NumpyLM]
+ENGINES = [TensorgradLM, TensorgradJitLM, TorchLM, NumpyLM] if torch is not None else [
+    TensorgradLM, TensorgradJitLM, NumpyLM]
 
 
 def initial_weights(mode, hidden):
@@ -223,6 +246,8 @@ def memory_child(spec):
     set_threads(1)
     engine = next(e for e in ENGINES if e.name == name)(initial_weights(mode, hidden), mode)
     ids, targets = batch(steps, batch_size)
+    if name == "jit":  # a replay's memory: after the trace (an eager step, whose peak is eager's and more)
+        engine.step(ids, targets)
     gc.collect()
     peak = None
     if what == "rss":
@@ -280,6 +305,7 @@ def training(modes, sizes, threads, repeats):
           f"(median of {repeats} interleaved runs; ratios: median of the per-round ratios)\n")
     names = [e.name for e in ENGINES]
     table(["model", "H, B, T"] + [f"{n} ms" for n in names] + [f"tensorgrad / {n}" for n in names[1:]]
+          + [f"jit / {n}" for n in names if n not in ("tensorgrad", "jit")]
           + ["tokens/s " + n for n in names] + ["page faults " + n for n in names])
     for mode in modes:
         for hidden, batch_size, steps in sizes:
@@ -289,8 +315,10 @@ def training(modes, sizes, threads, repeats):
             times, faults = interleaved({e.name: lambda e=e, ids=ids, targets=targets: e.step(ids, targets)
                                          for e in engines}, repeats)
             medians, ratios = summary(times)
+            _, jit_ratios = summary(times, reference="jit")
             table_row = [mode, f"{hidden}, {batch_size}, {steps}"]
             table_row += [f"{medians[n] * 1e3:.1f}" for n in names] + [f"{ratios[n]:.2f}" for n in names[1:]]
+            table_row += [f"{jit_ratios[n]:.2f}" for n in names if n not in ("tensorgrad", "jit")]
             table_row += [f"{steps * batch_size / medians[n]:,.0f}" for n in names]
             table_row += [f"{faults[n]:,.0f}" for n in names]
             print("| " + " | ".join(table_row) + " |", flush=True)
@@ -298,16 +326,18 @@ def training(modes, sizes, threads, repeats):
 
 def memory(modes, sizes):
     print("\n### Peak memory over the first three training steps of a new model, "
-          "beyond its parameters (MB)\n")
+          "beyond its parameters (MB; jit: three replays after its traced first step)\n")
     names = [e.name for e in ENGINES]
     traced = [n for n in names if n != "pytorch"]
-    table(["model", "H, B, T"] + [f"NumPy allocations, {n}" for n in traced] + ["tensorgrad / numpy"]
+    table(["model", "H, B, T"] + [f"NumPy allocations, {n}" for n in traced] + ["tensorgrad / numpy",
+                                                                                "jit / tensorgrad"]
           + [f"resident set growth, {n}" for n in names])
     for mode in modes:
         for size in sizes:
             peaks = {n: peak_memory(n, mode, size) for n in names}
             row = [mode, ", ".join(map(str, size))] + [mb(peaks[n]["traced"]) for n in traced]
-            row += [f"{peaks['tensorgrad']['traced'] / peaks['numpy']['traced']:.2f}"]
+            row += [f"{peaks['tensorgrad']['traced'] / peaks['numpy']['traced']:.2f}",
+                    f"{peaks['jit']['traced'] / peaks['tensorgrad']['traced']:.2f}"]
             row += [mb(peaks[n]["rss"]) for n in names]
             print("| " + " | ".join(row) + " |", flush=True)
 
@@ -376,6 +406,8 @@ def main():
     sizes = SIZES[:1] if args.quick else SIZES
     repeats = 5 if args.quick else args.repeats
     print(f"machine: {machine()}, {time.strftime('%Y-%m-%d')}")
+    print("BLAS: " + "; ".join(f"{i['internal_api']} {i['version']} ({i.get('architecture')} kernels)"
+                               for i in threadpool_info() if i["user_api"] == "blas"))
     if args.keep_freed_memory:
         print("glibc malloc keeps freed memory: " + ", ".join(f"{k}={v}" for k, v in KEEP_FREED.items()))
     if torch is not None:

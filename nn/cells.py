@@ -48,6 +48,16 @@ _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 GATE_NAMES = {"RNN_TANH": (), "RNN_RELU": (), "LSTM": LSTM_GATES, "GRU": GRU_GATES}
 
 
+class _TransposedCopy(tg.Function):
+    """Wᵀ copied into C order. A Function (called unrecorded), so that a traced layer
+    (``tg.jit``) copies the current W at every replay instead of keeping the traced copy."""
+
+    op = "transposed_copy"
+
+    def forward(self, W):
+        return np.ascontiguousarray(W.T)
+
+
 def rnn_mode(owner, nonlinearity):
     """The mode "RNN_TANH" or "RNN_RELU" of an Elman ``owner`` with ``nonlinearity``."""
     if nonlinearity not in ("tanh", "relu"):
@@ -211,7 +221,8 @@ class CellEquations:
         # view W.T; the copy pays for itself within a few steps, but not when sampling one row.
         self.weight_t = None
         if not self.composed and sequence is not None and min(sequence) >= 4:
-            self.weight_t = np.ascontiguousarray(self.hidden_side.weight.data.T)
+            with tg.no_grad():  # a layout of Wₕₕ, not a node of the graph
+                self.weight_t = _TransposedCopy()(self.hidden_side.weight).data
 
     def project_input(self, x):
         """The input side of the gates, x Wᵢₕᵀ + bᵢₕ, for x of shape (..., input_size): of a

@@ -72,6 +72,8 @@ def build_parser():
     train.add_argument("--out", metavar="DIR", help=f"output directory (default {defaults.out})")
     train.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--no-jit", dest="jit", action="store_false", default=None,
+                       help="run every window eagerly instead of replaying its traced plan (tg.jit)")
     train.add_argument("--threads", type=int, default=1, metavar="N",
                        help="BLAS threads (default 1: for a small model's matrices, more threads "
                             "mostly wait on each other)")

@@ -41,20 +41,12 @@ def softmax_cross_entropy(logits, targets, *, ignore_index=-100, reduction="mean
     if logits.ndim < 2 or targets.shape != expected:
         raise ShapeError(f"{op}: logits of shape {logits.shape} need targets of shape "
                          f"{() if unbatched else expected}, got {targets.shape}")
-    num_classes = logits.shape[1]
-    counted = targets != ignore_index
-    out_of_range = counted & ((targets < 0) | (targets >= num_classes))
-    if out_of_range.any():
-        raise IndexError(f"{op}: target {targets[out_of_range][0]} is out of range for "
-                         f"{num_classes} classes")
-
-    loss = CrossEntropy(targets, counted, label_smoothing)(logits)
+    loss = CrossEntropy(ignore_index, label_smoothing)(logits, targets)
     if reduction == "none":
         return loss.reshape(()) if unbatched else loss
     if reduction == "sum":
         return loss.sum()
-    count = int(counted.sum())
-    return loss.sum() * (1.0 / count if count else math.nan)
+    return loss.sum() * InverseCount(ignore_index, loss.dtype)(targets)
 
 
 class CrossEntropy(Function):
@@ -63,18 +55,26 @@ class CrossEntropy(Function):
         q = (1 - ε) onehot(t) + ε/C   (the target distribution, smoothed by ε)
         ∂ℓ/∂z = softmax(z) - q
 
-    and ℓ = 0, with no gradient, at the positions not ``counted``: one node and a few passes
-    over the logits instead of the composed log_softmax, gather and where.
+    and ℓ = 0, with no gradient, at the positions whose target is ``ignore_index``: one node
+    and a few passes over the logits instead of the composed log_softmax, gather and where.
+    The targets t are an input (needing no gradient), so that a replayed trace reads each
+    call's own.
     """
 
     op = "softmax_cross_entropy"
 
-    def __init__(self, targets, counted, label_smoothing):
-        self.targets = np.expand_dims(np.where(counted, targets, 0), 1)  # class indices, (N, 1, d...)
-        self.counted = counted
+    def __init__(self, ignore_index, label_smoothing):
+        self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
 
-    def forward(self, z):
+    def forward(self, z, t):
+        num_classes = z.shape[1]
+        counted = t != self.ignore_index
+        out_of_range = counted & ((t < 0) | (t >= num_classes))
+        if out_of_range.any():
+            raise IndexError(f"target {t[out_of_range][0]} is out of range for {num_classes} classes")
+        self.targets = np.expand_dims(np.where(counted, t, 0), 1)  # class indices, (N, 1, d...)
+        self.counted = counted
         # With s = z - max(z) and S = Σ_c exp(s_c): log softmax(z)_c = s_c - log S, so
         # -log softmax(z)_t = log S - s_t and -Σ_c log softmax(z)_c = C log S - Σ_c s_c,
         # without an array of log-probabilities.
@@ -90,7 +90,7 @@ class CrossEntropy(Function):
         if self.label_smoothing > 0:
             loss *= 1 - self.label_smoothing
             loss += self.label_smoothing * (log_total - shifted_sum / z.shape[1])
-        return np.where(self.counted, loss, 0)
+        return np.where(counted, loss, 0)
 
     def backward(self, g):
         z = self.inputs[0]
@@ -98,7 +98,7 @@ class CrossEntropy(Function):
         q = np.full(z.shape, smoothing / num_classes, dtype=z.dtype)
         np.put_along_axis(q, self.targets, 1 - smoothing + smoothing / num_classes, axis=1)
         weight = F.where(np.expand_dims(self.counted, 1), F.reshape(g, self.targets.shape), 0.0)
-        return (F.softmax(z, axis=1) - q) * weight
+        return (F.softmax(z, axis=1) - q) * weight, None
 
     def numpy_backward(self, g):
         """∂L/∂z = (softmax(z) - q) ⊙ w from the array g = ∂L/∂ℓ (w: g where counted, else 0),
@@ -111,7 +111,21 @@ class CrossEntropy(Function):
         at_targets = np.take_along_axis(grad, self.targets, axis=1)
         at_targets -= (1 - smoothing) * weight
         np.put_along_axis(grad, self.targets, at_targets, axis=1)
-        return grad
+        return grad, None
+
+
+class InverseCount(Function):
+    """1/n for the number n of targets that are not ``ignore_index`` (NaN for n = 0, as in
+    PyTorch's mean): the factor of the mean reduction, computed from the targets at each call."""
+
+    op = "inverse_count"
+
+    def __init__(self, ignore_index, dtype):
+        self.ignore_index, self.dtype = ignore_index, dtype
+
+    def forward(self, t):
+        count = int(np.count_nonzero(t != self.ignore_index))
+        return np.asarray(1.0 / count if count else math.nan, self.dtype)
 
 
 def mse_loss(input, target, reduction="mean"):  # noqa: A002 - PyTorch's argument name

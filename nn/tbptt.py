@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 
+import tensorgrad as tg
 import tensorgrad.functions as F
 from nn.data import detach_state
 
@@ -38,9 +39,14 @@ class TBPTT:
     updates, with the current ones.) That costs k2 - k1 extra forward steps per update,
     two model calls instead of one; with k1 = k2 there is one call per window, the loop of
     the StreamBatcher docstring exactly.
+
+    ``jit=True`` (the default) runs each window's model calls and loss as a traced plan
+    (:func:`tensorgrad.jit`): the same losses and gradients, bit for bit, with less Python
+    per step. The model's train/eval mode and ``loss_fn``'s Python decisions are then
+    those of the first window of each shape; ``jit=False`` runs them eagerly every time.
     """
 
-    def __init__(self, model, loss_fn, k1, k2=None):
+    def __init__(self, model, loss_fn, k1, k2=None, *, jit=True):
         k2 = k1 if k2 is None else k2
         for name, value in (("k1", k1), ("k2", k2)):
             if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
@@ -52,6 +58,7 @@ class TBPTT:
         self.loss_fn = loss_fn
         self.k1 = int(k1)
         self.k2 = int(k2)
+        self._window_loss = tg.jit(self._run) if jit else self._run
         self.reset()
 
     def reset(self, state=None):
@@ -72,24 +79,27 @@ class TBPTT:
         # Run up to where the next update's reach begins, then the rest: the state in between
         # is where the next update starts again.
         split = max(0, len(inputs) - (self.k2 - self.k1))
-        outputs, state = [], self._past_state
-        past_state = state
+        loss, past_state, state = self._window_loss(inputs, targets, self._past_state, split, steps)
+        loss.backward()
+        self._past_inputs = inputs[split:] if split < len(inputs) else None
+        self._past_state = detach_state(past_state)
+        self.state = detach_state(state)
+        return loss.item()
+
+    def _run(self, inputs, targets, state, split, steps):
+        """(the loss of the last ``steps`` outputs, the state after ``split`` steps, the final state)."""
+        outputs, past_state = [], state
         if split:
             output, state = self.model(inputs[:split], state)
             outputs.append(output)
-            past_state = detach_state(state)
+            past_state = state
         if split < len(inputs):
             output, state = self.model(inputs[split:], state)
             outputs.append(output)
         output = outputs[0] if len(outputs) == 1 else F.concat(outputs, axis=0)
         if len(output) != steps:
             output = output[len(output) - steps:]  # the window's own steps
-        loss = self.loss_fn(output, targets)
-        loss.backward()
-        self._past_inputs = inputs[split:] if split < len(inputs) else None
-        self._past_state = past_state
-        self.state = detach_state(state)
-        return loss.item()
+        return self.loss_fn(output, targets), past_state, state
 
 
 def _as_array(inputs):

@@ -49,6 +49,7 @@ class TrainConfig:
     out: str = "runs/charlm"
     sample_every: int = 250
     checkpoint_every: int = 100
+    jit: bool = True  # each window's forward and loss as a traced plan (tg.jit): the same losses
 
     def validate(self):
         positive = ("hidden", "layers", "heads", "seq_len", "batch", "steps", "sample_every",
@@ -144,6 +145,7 @@ class Trainer:
         tg.manual_seed(config.seed)
         self.model = build_model(len(self.vocab), config)
         self.optimizer = Adam(self.model.parameters(), lr=config.lr)
+        self.window_loss = tg.jit(self._window_loss) if config.jit else self._window_loss
 
     def _restore(self, config):
         path = checkpoint_path(config.out)
@@ -188,8 +190,7 @@ class Trainer:
         if window == 0:
             self.state = None  # a new pass over the text starts from a zero state
         inputs, targets = self.train_batches[window]
-        logits, state = self.model(inputs, self.state)
-        loss = softmax_cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        loss, state = self.window_loss(inputs, targets, self.state)
         self.model.zero_grad()
         loss.backward()
         clip_grad_norm(self.model.parameters(), config.clip)
@@ -199,6 +200,11 @@ class Trainer:
         value = loss.item()
         self.losses.append(value)
         return value
+
+    def _window_loss(self, inputs, targets, state):
+        """(the mean cross-entropy of the window, the state after it)."""
+        logits, state = self.model(inputs, state)
+        return softmax_cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)), state
 
     def sample(self, length=200):
         rng = np.random.default_rng([self.config.seed, self.step])

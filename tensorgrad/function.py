@@ -74,6 +74,8 @@ class Function:
             self.source = _user_source_line()
             self.scope = state.scope
             check_finite(self, "output", [y.data for y in outputs])
+        if state.tracer is not None:
+            state.tracer.append((self, inputs, outputs))
         if record:
             self.inputs = inputs
             self.seq = next(_sequence)

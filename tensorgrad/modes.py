@@ -18,6 +18,7 @@ class _State(threading.local):
         self.grad_enabled = True
         self.scope = None  # "outer/inner" path of the open scopes, or None
         self.anomaly = False
+        self.tracer = None  # tg.jit's trace in progress: told of every Function call, recorded or not
 
 
 state = _State()

@@ -23,6 +23,7 @@ import numpy as np
 
 from tensorgrad import unfolded
 from tensorgrad.autograd import reachable_functions
+from tensorgrad.jit import Plan
 from tensorgrad.variable import Variable
 
 DOT_NOT_FOUND = ("Graphviz's 'dot' program was not found; install it with 'apt-get install graphviz' "
@@ -102,7 +103,12 @@ def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, 
     shared by every step, the Function that slices a sequence, the one that stacks the
     outputs) as a small marker inside each step, and one dashed edge, labelled with the
     number of steps, between it and the row; ``shared="edges"`` draws every use as an edge.
+
+    ``make_dot(plan)`` draws the plan of a ``tg.jit`` function instead (``fn.plan``): see
+    :func:`make_plan_dot`.
     """
+    if len(outputs) == 1 and isinstance(outputs[0], Plan):
+        return make_plan_dot(outputs[0], params=params)
     if not outputs:
         raise TypeError("make_dot: pass at least one output Variable")
     for y in outputs:
@@ -619,3 +625,47 @@ def _edge_line(tail, head, attributes, cluster_id, home, rank):
         parts.append(f"{end}={cluster_id[attributes['row']]} {'head' if end == 'lhead' else 'tail'}label="
                      f"{_quote(attributes['label'])} {_SHARED_EDGE_STYLE}")
     return f"\t{tail} -> {head}" + (f" [{' '.join(parts)}]" if parts else "") + "\n"
+
+
+def make_plan_dot(plan, *, backward=False, params=None):
+    """The define-and-run graph of a ``tg.jit`` plan as a ``graphviz.Digraph``.
+
+    One node per slot of the plan's environment (its array: shape and dtype; the replay's
+    inputs as pentagons, the parameters it reads as hexagons, its outputs as double
+    octagons) and one per step, in a cluster per recording scope as ``make_dot`` draws the
+    tape. ``backward=True`` adds the backward steps (red), whose slots are gradients.
+    """
+    names = _param_names(params)
+    inputs = dict(zip(plan.input_slots, [None] * plan.arguments + plan.externals, strict=True))
+    leaves = {s: v for s, v in plan.leaves}
+    outputs = set(plan.output_slots)
+    steps = [(step, "#eeeeee") for step in plan.forward]
+    if backward:
+        steps += [(step, "#f4cccc") for step in plan.backward]
+    members = defaultdict(list)
+    edges, slots = [], set()
+    for i, (step, fill) in enumerate(steps):
+        function = getattr(step, "function", None)
+        label = function.name if function is not None else type(step).__name__
+        scope = getattr(function, "scope", None) if fill == "#eeeeee" else None
+        members[scope].append(f'\tf{i} [label={_quote(label)} shape=box style="rounded,filled" '
+                              f'fillcolor="{fill}"]\n')
+        edges += [(f"s{s}", f"f{i}") for s in step.reads()] + [(f"f{i}", f"s{s}") for s in step.writes()]
+        slots.update(step.reads() + step.writes())
+    for s in sorted(slots):
+        v = inputs.get(s) if s in inputs else leaves.get(s)
+        kind = ("output" if s in outputs else "parameter" if v is not None and v.requires_grad
+                else "input" if s in inputs or s in leaves else "intermediate")
+        shape, fill = _VARIABLE_STYLE[kind]
+        name = names.get(id(v)) if v is not None else None
+        label = _quote(*([name] if name else []), f"s{s} " + _describe(plan.shapes[s], plan.dtypes[s]))
+        members[None].append(f'\ts{s} [label={label} shape={shape} fillcolor="{fill}"]\n')
+    dot = graphviz.Digraph("plan", graph_attr={"fontname": "Helvetica", "fontsize": "11", "nslimit": "10"},
+                           node_attr={"fontname": "Helvetica", "fontsize": "10", "style": "filled"},
+                           edge_attr={"arrowsize": "0.7"})
+    dot.body += members.pop(None)
+    for n, (scope, lines) in enumerate(sorted(members.items())):
+        dot.body += [f"\tsubgraph cluster_plan{n} {{\n", f"\t\tlabel={_quote(scope)} {_CLUSTER_STYLE}\n"]
+        dot.body += ["\t" + line for line in lines] + ["\t}\n"]
+    dot.body += [f"\t{tail} -> {head}\n" for tail, head in edges]
+    return dot

@@ -67,6 +67,17 @@ def test_resume_continues_exactly(tmp_path, corpus, model):
         np.testing.assert_allclose(resumed["model"][name], value, rtol=1e-5, atol=1e-6)
 
 
+def test_the_jitted_windows_give_exactly_the_eager_losses(tmp_path, corpus):
+    assert train(tmp_path, corpus, "--steps", "12", name="jit")[0] == 0
+    assert train(tmp_path, corpus, "--steps", "12", "--no-jit", name="eager")[0] == 0
+    jitted = nn.load(str(tmp_path / "jit" / "checkpoint.npz"))
+    eager = nn.load(str(tmp_path / "eager" / "checkpoint.npz"))
+    np.testing.assert_array_equal(jitted["history"]["loss"], eager["history"]["loss"])
+    for name, value in eager["model"].items():
+        np.testing.assert_array_equal(jitted["model"][name], value, err_msg=name)
+    assert bool(jitted["config"]["jit"]) and not bool(eager["config"]["jit"])
+
+
 @pytest.mark.parametrize("model", sorted(MODEL_OPTIONS))
 def test_sample_is_reproducible_with_a_seed(tmp_path, corpus, capsys, model):
     _, out = train(tmp_path, corpus, "--steps", "5", *MODEL_OPTIONS[model])

@@ -34,12 +34,15 @@ from tensorgrad.functions.cells import (
 from tensorgrad.functions.convolution import Fold, Pad, Unfold, causal_conv1d, conv1d, conv1d_padding, pad
 from tensorgrad.functions.elementwise import (
     Abs,
+    AbsGrad,
     Clip,
+    ClipGrad,
     Exp,
     Log,
-    Mask,
     Maximum,
+    MaximumGrad,
     ReLU,
+    ReLUGrad,
     Sigmoid,
     Sqrt,
     Tanh,
@@ -55,11 +58,19 @@ from tensorgrad.functions.elementwise import (
     tanh,
     where,
 )
-from tensorgrad.functions.neural import Embedding, EmbeddingGrad, dropout, dropout_mask, embedding
+from tensorgrad.functions.neural import (
+    DropoutMask,
+    Embedding,
+    EmbeddingGrad,
+    dropout,
+    dropout_mask,
+    embedding,
+)
 from tensorgrad.functions.reductions import (
     LogSoftmax,
     LogSumExp,
     Max,
+    MaxGrad,
     Mean,
     Softmax,
     Sum,
@@ -100,9 +111,11 @@ __all__ = [
     "embedding", "dropout", "dropout_mask", "rnn_cell", "lstm_cell", "gru_cell",
     "pad", "conv1d", "causal_conv1d", "conv1d_padding", "Pad", "Unfold", "Fold",
     "Add", "Sub", "Mul", "Div", "Neg", "Pow", "Remainder", "MatMul", "Linear", "AsType",
-    "Abs", "Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "ReLU", "Clip", "Maximum", "Where", "Mask",
-    "Sum", "Mean", "Max", "LogSumExp", "Softmax", "LogSoftmax",
+    "Abs", "AbsGrad", "Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "ReLU", "ReLUGrad", "Clip", "ClipGrad", "Maximum",
+    "MaximumGrad", "Where",
+    "Sum", "Mean", "Max", "MaxGrad", "LogSumExp", "Softmax", "LogSoftmax",
     "Reshape", "Transpose", "BroadcastTo", "SumTo", "GetItem", "GetItemGrad", "Concat",
-    "Stack", "Split", "Unbind", "Embedding", "EmbeddingGrad", "FusedRNNCell", "FusedLSTMCell", "FusedGRUCell",
+    "Stack", "Split", "Unbind", "Embedding", "EmbeddingGrad", "DropoutMask", "FusedRNNCell",
+    "FusedLSTMCell", "FusedGRUCell",
     "erf", "gelu", "scaled_dot_product_attention", "Erf",
 ]

@@ -141,9 +141,19 @@ class _FusedCell(Function):
             side += b
         return side
 
+    def hidden_side_inputs(self):
+        """The positions (h, Wₕₕ, bₕₕ or None) among the inputs of the hidden side b = h Wₕₕᵀ + bₕₕ.
+
+        For ``tg.jit``'s plan: with Wₕₕ and bₕₕ given as needing no gradient, ``numpy_backward``
+        leaves theirs out and keeps ∂L/∂b as ``grad_hidden_side``; the plan sums Σₜ ∂L/∂bₜᵀ hₜ
+        over all steps of a sequence in one matmul.
+        """
+        return 1, 1 + self.states, 2 + self.states if len(self.inputs) == 3 + self.states else None
+
     def _through_hidden_side(self, grad_b):
         """(∂L/∂h, ∂L/∂Wₕₕ, ∂L/∂bₕₕ) from ∂L/∂b at the hidden side b = h Wₕₕᵀ + bₕₕ:
         ∂L/∂b Wₕₕ, Σ ∂L/∂bᵀ h and Σ ∂L/∂b over the batch; None where no gradient is needed."""
+        self.grad_hidden_side = grad_b
         h, W = self.inputs[1], self.inputs[1 + self.states]
         bias = self.inputs[2 + self.states] if len(self.inputs) == 3 + self.states else None
         grad_h = grad_b @ W.data if h.requires_grad else None

@@ -120,23 +120,6 @@ class SigmoidGrad(Function):
         return SigmoidGrad()(ggx, y), ggx * gy * (1 - 2 * y)
 
 
-class Mask(Function):
-    """y = x ⊙ m for a constant mask m: relu, clip and dropout differentiate to this."""
-
-    op = "mask"
-
-    def __init__(self, mask, op=None):
-        self.mask = mask
-        if op:
-            self.op = op
-
-    def forward(self, x):
-        return x * self.mask
-
-    def backward(self, gy):
-        return Mask(self.mask, self.op)(gy)
-
-
 class ReLU(Function):
     """y = max(x, 0);  dy/dx = 1 where x > 0, else 0."""
 
@@ -146,7 +129,22 @@ class ReLU(Function):
         return np.maximum(x, 0)
 
     def backward(self, gy):
-        return Mask(self.inputs[0].data > 0, "relu_grad")(gy)
+        return ReLUGrad()(gy, self.outputs[0]())
+
+
+class ReLUGrad(Function):
+    """The backward of relu as one node: gx = gy ⊙ [y > 0] for y = relu(x).
+
+    [y > 0] is piecewise constant: ∂gx/∂gy = [y > 0], ∂gx/∂y = 0.
+    """
+
+    op = "relu_grad"
+
+    def forward(self, gy, y):
+        return gy * (y > 0)
+
+    def backward(self, ggx):
+        return ReLUGrad()(ggx, self.inputs[1]), None
 
 
 class Abs(Function):
@@ -158,7 +156,22 @@ class Abs(Function):
         return np.abs(x)
 
     def backward(self, gy):
-        return Mask(np.sign(self.inputs[0].data), "abs_grad")(gy)
+        return AbsGrad()(gy, self.inputs[0])
+
+
+class AbsGrad(Function):
+    """The backward of abs as one node: gx = gy ⊙ sign x.
+
+    sign x is piecewise constant: ∂gx/∂gy = sign x, ∂gx/∂x = 0.
+    """
+
+    op = "abs_grad"
+
+    def forward(self, gy, x):
+        return gy * np.sign(x)
+
+    def backward(self, ggx):
+        return AbsGrad()(ggx, self.inputs[1]), None
 
 
 class Clip(Function):
@@ -173,13 +186,27 @@ class Clip(Function):
         return np.clip(x, self.lo, self.hi)
 
     def backward(self, gy):
-        x = self.inputs[0].data
+        return ClipGrad(self.lo, self.hi)(gy, self.inputs[0])
+
+
+class ClipGrad(Function):
+    """The backward of clip as one node: gx = gy ⊙ [lo ≤ x ≤ hi]; piecewise constant in x."""
+
+    op = "clip_grad"
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def forward(self, gy, x):
         inside = np.ones(x.shape, dtype=bool)
         if self.lo is not None:
             inside &= x >= self.lo
         if self.hi is not None:
             inside &= x <= self.hi
-        return Mask(inside, "clip_grad")(gy)
+        return gy * inside
+
+    def backward(self, ggx):
+        return ClipGrad(self.lo, self.hi)(ggx, self.inputs[1]), None
 
 
 class Maximum(Function):
@@ -192,11 +219,23 @@ class Maximum(Function):
 
     def backward(self, gy):
         a, b = self.inputs
-        share_a = (a.data > b.data) + 0.5 * (a.data == b.data)
-        dtype = gy.dtype
-        ga = sum_to(Mask(share_a.astype(dtype), "maximum_grad")(gy), a.shape)
-        gb = sum_to(Mask((1 - share_a).astype(dtype), "maximum_grad")(gy), b.shape)
-        return ga, gb
+        ga, gb = MaximumGrad()(gy, a, b)
+        return sum_to(ga, a.shape), sum_to(gb, b.shape)
+
+
+class MaximumGrad(Function):
+    """The backward of maximum as one node: (gy ⊙ s, gy ⊙ (1 - s)) with the share
+    s = [a > b] + ½[a = b] of a; s is piecewise constant in a and b."""
+
+    op = "maximum_grad"
+
+    def forward(self, gy, a, b):
+        share_a = ((a > b) + 0.5 * (a == b)).astype(gy.dtype)
+        return gy * share_a, gy * (1 - share_a)
+
+    def backward(self, gga, ggb):
+        _, a, b = self.inputs
+        return MaximumGrad()(gga, a, b)[0] + MaximumGrad()(ggb, a, b)[1], None, None
 
 
 class Where(Function):

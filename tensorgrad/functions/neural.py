@@ -4,7 +4,8 @@ import numpy as np
 
 from tensorgrad import random
 from tensorgrad.function import Function, ShapeError
-from tensorgrad.functions.elementwise import Mask, where
+from tensorgrad.functions.arithmetic import mul
+from tensorgrad.functions.elementwise import where
 
 
 class Embedding(Function):
@@ -82,19 +83,38 @@ def embedding(indices, weight, padding_idx=None):
     return Embedding(ids, None if padding_idx is None else padding_idx % n)(weight)
 
 
+class DropoutMask(Function):
+    """A dropout mask m of ``shape``: each element 0 with probability p, else 1/(1-p) (0 for p = 1).
+
+    A Function without inputs, so that a replayed trace (``tg.jit``) draws a new mask each
+    time: ``random`` marks it as drawing from tensorgrad's generator.
+    """
+
+    op = "dropout_mask"
+    random = True
+
+    def __init__(self, shape, p, dtype):
+        self.shape, self.p, self.dtype = shape, p, np.dtype(dtype)
+
+    def forward(self):
+        keep = random.generator().random(self.shape) >= self.p
+        scale = np.zeros((), self.dtype) if self.p == 1.0 else np.asarray(1.0 / (1.0 - self.p), self.dtype)
+        return keep * scale
+
+
 def dropout_mask(shape, p, dtype):
-    """A dropout mask: each element 0 with probability ``p``, else 1/(1-p) (0 everywhere for p = 1)."""
+    """A dropout mask, a Variable needing no gradient: each element 0 with probability ``p``,
+    else 1/(1-p)."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout_mask: p must be in [0, 1], got {p}")
-    keep = random.generator().random(shape) >= p
-    scale = np.zeros((), dtype) if p == 1.0 else np.asarray(1.0 / (1.0 - p), dtype)
-    return keep * scale
+    return DropoutMask(tuple(shape), p, dtype)()
 
 
 def dropout(x, p=0.5, training=True):
-    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only)."""
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only):
+    y = x ⊙ m for a mask m drawn anew at every call."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout: p must be in [0, 1], got {p}")
     if not training or p == 0.0:
         return x
-    return Mask(dropout_mask(x.shape, p, x.dtype), "dropout")(x)
+    return mul(x, dropout_mask(x.shape, p, x.dtype))

@@ -4,7 +4,7 @@ import numpy as np
 
 from tensorgrad.function import Function
 from tensorgrad.functions._util import keepdims_shape, normalize_axis
-from tensorgrad.functions.elementwise import Mask, exp
+from tensorgrad.functions.elementwise import exp
 from tensorgrad.functions.shape import broadcast_to, reshape
 
 
@@ -60,10 +60,26 @@ class Max(Function):
 
     def backward(self, gy):
         x = self.inputs[0]
-        y = self.outputs[0]().data.reshape(keepdims_shape(x.shape, self.axes))
-        hits = x.data == y
-        share = hits / hits.sum(axis=self.axes, keepdims=True)
-        return Mask(share.astype(x.dtype), "max_grad")(_spread(gy, x, self.axes))
+        y = reshape(self.outputs[0](), keepdims_shape(x.shape, self.axes))
+        return MaxGrad(self.axes)(_spread(gy, x, self.axes), x, y)
+
+
+class MaxGrad(Function):
+    """The backward of max as one node: gx = g ⊙ s for g = ∂L/∂y spread over x, with the share
+    s = [x = y] / Σ [x = y] of each maximum (ties split evenly); s is piecewise constant."""
+
+    op = "max_grad"
+
+    def __init__(self, axes):
+        self.axes = axes
+
+    def forward(self, g, x, y):
+        hits = x == y
+        return g * (hits / hits.sum(axis=self.axes, keepdims=True)).astype(x.dtype)
+
+    def backward(self, ggx):
+        _, x, y = self.inputs
+        return MaxGrad(self.axes)(ggx, x, y), None, None
 
 
 class LogSumExp(Function):

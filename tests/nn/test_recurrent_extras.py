@@ -402,7 +402,7 @@ def masks_as_drawn(model, x_shape, seed):
     for layer in range(model.num_layers):
         size = IN if layer == 0 else directions * H
         for _ in range(directions):
-            masks.append(tuple(tg.functions.dropout_mask((B, n), p, np.float64) for n in (size, H)))
+            masks.append(tuple(tg.functions.dropout_mask((B, n), p, np.float64).data for n in (size, H)))
     return masks
 
 

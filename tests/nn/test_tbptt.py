@@ -99,6 +99,26 @@ def test_k2_beyond_k1_back_propagates_into_earlier_windows(k1, k2):
     assert stop == len(ids)
 
 
+@pytest.mark.parametrize("k1, k2", [(3, 3), (2, 5)])
+def test_jitted_windows_give_exactly_the_eager_losses_and_gradients(k1, k2):
+    batches = StreamBatcher(stream(), BATCH, seq_len=k1)
+    results = []
+    for jit in (True, False):
+        model = make_model()
+        optimizer = nn.optim.Adam(model.parameters(), lr=0.05)
+        tbptt = nn.TBPTT(model, loss_fn, k1, k2, jit=jit)
+        losses = []
+        for inputs, targets in batches:
+            optimizer.zero_grad()
+            losses.append(tbptt.forward_backward(inputs, targets))
+            optimizer.step()
+        results.append((losses, [p.data for p in model.parameters()]))
+    (jitted, jitted_params), (eager, eager_params) = results
+    assert jitted == eager
+    for a, b in zip(jitted_params, eager_params, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_reset_starts_a_new_stream():
     model = make_model()
     ids = stream(9).reshape(-1, 1)

@@ -1,0 +1,872 @@
+"""Define-and-run: ``tg.jit`` records a function's tape once and replays it.
+
+Eager mode pays Python for every operation: a Function object, a Variable per output, the
+bookkeeping of the tape. A training loop runs the same computation at every step with new
+numbers, so the tape it records is the same every time. ``tg.jit`` records it once (the
+trace) and keeps it as a *plan*: a list of steps (a Function, the slots of its input arrays,
+the slots of its output arrays) over an environment of arrays. Replaying the plan calls
+each Function's array-level ``forward`` on the new arrays, in the recorded order, and
+creates no Function or Variable per operation. The backward pass is planned the same way,
+at trace time:
+
+- a Function with an array-level backward (``numpy_backward``) is a step that calls it. Its
+  ``numpy_backward`` reads what its forward saved and its ``inputs``, so each replay runs
+  such a Function on a copy of its own (a *frame*, with Variables wrapping its arrays):
+  two replays whose backward is pending never share saved arrays. These Functions (the
+  fused cells, the cross-entropy) are the only ones with an object per replay;
+- any other Function's backward, written in Variable operations, is run once at trace time
+  and the operations it performs are recorded as steps (a traced backward), so that
+  replaying them computes its gradients from the new arrays;
+- gradients reaching one array from several consumers are added in the order the eager
+  engine adds them, so a replay gives the eager run's values bit for bit.
+
+A replay is recorded on the tape as one node, whose backward runs the backward plan and
+hands gradients to the plan's inputs: the array arguments that require them and the leaf
+Variables the function read (a model's parameters).
+
+What the trace freezes (it sees operations, not Python): every decision the function
+makes from values (``if loss.item() > 1``), from Python state (a module's ``training``
+flag, a config) or from NumPy computations outside the tape is taken once, at trace time,
+and replayed as it was taken. Arrays the plan reads are its inputs: the array arguments,
+every call's own values, and the leaf Variables the function read (read again at every
+replay, so an optimizer's in-place or replaced ``.data`` is seen; a Parameter *object*
+swapped for another is not). Constants the function builds from Python values stay
+constants. Hooks and ``retain_grad`` on Variables made inside the function do not run in
+a replay (those Variables do not exist there).
+
+The planner also does what only a view of the whole computation allows: it drops steps
+whose results nobody reads (except random ones), frees each slot after its last use, and
+(``sum_weight_gradients=True``) computes a recurrent weight's gradient over all the steps
+of a sequence in one matmul.
+"""
+
+import collections
+import functools
+import weakref
+
+import numpy as np
+
+from tensorgrad.function import Function
+from tensorgrad.modes import set_grad_enabled, state
+from tensorgrad.variable import Variable
+
+CACHE_SIZE = 8  # plans kept per jitted function (one per signature), least recently used dropped
+
+
+class TraceError(RuntimeError):
+    """A function that ``tg.jit`` cannot replay faithfully; the message says what it did."""
+
+
+def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=False):
+    """``fn`` as a define-and-run function: traced at its first call per signature, then replayed.
+
+    The signature of a call is: the nesting of its arguments (tuples, lists, dicts), each
+    array argument's shape, dtype and requires_grad (Variables and ndarrays, integer ids and
+    targets included), every other argument by value (it must be hashable), and the grad
+    mode. A new signature runs ``fn`` eagerly and records its plan; a known one replays the
+    plan, which gives the eager run's values, gradients and dtypes. At most ``cache_size``
+    plans are kept (least recently used dropped); ``.traces`` counts the traces.
+
+    Frozen at trace time (the trace records operations, not Python): branches on values,
+    a module's train/eval mode, Python loops' lengths, anything computed with NumPy from
+    ``.data`` outside the tape (detected where such a value shares memory with an array of
+    the trace, else undetected: keep computations on Variables). Random Functions (dropout)
+    draw new numbers at every replay. A replay's result is one node on the tape; its
+    backward cannot be recorded (``create_graph=True`` is an error: call ``fn.eager``).
+    Under ``detect_anomaly`` the function runs eagerly.
+
+    ``sum_weight_gradients=True``: the gradient of a recurrent weight Wₕₕ used by the fused
+    cells of every step, Σₜ ∂L/∂bₜᵀ hₜ, is one matmul over all steps instead of one per
+    step, as a hand-written BPTT does. Its sum is then rounded in another order than eager
+    mode's (float32: relative differences about 1e-7, which an optimizer carries on); the
+    default keeps the eager run's order, so that every gradient is equal bit for bit.
+    """
+    if fn is None:
+        return functools.partial(jit, cache_size=cache_size, sum_weight_gradients=sum_weight_gradients)
+    return Jit(fn, cache_size, sum_weight_gradients)
+
+
+class Jit:
+    """A jitted function: ``__call__`` traces or replays; ``eager`` is the original function."""
+
+    def __init__(self, fn, cache_size, sum_weight_gradients=False):
+        if not callable(fn):
+            raise TypeError(f"jit: expected a callable, got {type(fn).__name__}")
+        if cache_size < 1:
+            raise ValueError(f"jit: cache_size must be at least 1, got {cache_size}")
+        functools.update_wrapper(self, fn)
+        self.eager = fn
+        self.cache_size = cache_size
+        self.sum_weight_gradients = sum_weight_gradients
+        self.plans = collections.OrderedDict()  # signature -> Plan, least recently used first
+        self.traces = 0
+
+    def __call__(self, *args, **kwargs):
+        if state.anomaly or state.tracer is not None:  # inside another trace: its operations are that trace's
+            return self.eager(*args, **kwargs)
+        arrays, signature = flatten_arguments((args, kwargs))
+        key = (signature, state.grad_enabled)
+        plan = self.plans.get(key)
+        if plan is not None and plan.still_valid():
+            self.plans.move_to_end(key)
+            return plan.replay(arrays)
+        result, plan = trace(self.eager, args, kwargs, self.sum_weight_gradients)
+        self.traces += 1
+        self.plans[key] = plan
+        self.plans.move_to_end(key)
+        while len(self.plans) > self.cache_size:
+            self.plans.popitem(last=False)
+        return result
+
+    def __get__(self, instance, owner=None):
+        """A jitted method: the instance is an argument by value (a plan per instance)."""
+        return self if instance is None else functools.partial(self, instance)
+
+    @property
+    def plan(self):
+        """The most recently used plan (for drawing and inspection), or None before the first call."""
+        return next(reversed(self.plans.values()), None)
+
+
+# ----------------------------------------------------------------------------- signatures
+def flatten_arguments(value):
+    """(the arrays in ``value``, in order; a hashable signature of everything else).
+
+    Arrays are Variables and ndarrays; tuples, lists and dicts are walked; any other value
+    is part of the signature by value. An array passed twice is marked as such (a plan
+    traced with f(x, x) must not serve f(x, y)).
+    """
+    arrays, first_index = [], {}
+
+    def walk(v):
+        if isinstance(v, Variable):
+            return ("V", v.data.shape, v.data.dtype.str, v.requires_grad, _index(v))
+        if isinstance(v, np.ndarray):
+            return ("A", v.shape, v.dtype.str, _index(v))
+        if isinstance(v, (tuple, list)):
+            return (type(v).__name__, tuple(walk(x) for x in v))
+        if isinstance(v, dict):
+            return ("dict", tuple((k, walk(v[k])) for k in sorted(v, key=repr)))
+        try:
+            hash(v)
+        except TypeError:
+            raise TypeError(f"jit: an argument of type {type(v).__name__} is neither an array nor "
+                            "hashable; the signature of a call holds non-array arguments by value") from None
+        return ("C", type(v), v)
+
+    def _index(v):
+        previous = first_index.setdefault(id(v), len(arrays))
+        if previous == len(arrays):
+            arrays.append(v)
+        return previous
+
+    return arrays, walk(value)
+
+
+def _flatten_outputs(result):
+    """(the Variables of ``result``, a rebuild function): ``fn`` returns Variables, nested in
+    tuples and lists, or None."""
+    outputs = []
+
+    def walk(v):
+        if isinstance(v, Variable):
+            outputs.append(v)
+            return len(outputs) - 1
+        if isinstance(v, (tuple, list)):
+            return (type(v), tuple(walk(x) for x in v))
+        if v is None:
+            return None
+        raise TraceError(f"jit: the function returned a {type(v).__name__}; a traced function returns "
+                         "Variables (in tuples or lists), since any other value would be frozen")
+
+    structure = walk(result)
+
+    def rebuild(values, s=structure):
+        if s is None:
+            return None
+        if isinstance(s, int):
+            return values[s]
+        kind, items = s
+        return kind(rebuild(values, x) for x in items)
+
+    return outputs, rebuild
+
+
+# ----------------------------------------------------------------------------- the trace
+def trace(fn, args, kwargs, sum_weight_gradients=False):
+    """Run ``fn`` eagerly, recording every Function call; return (its result, the Plan).
+
+    ndarray arguments reach ``fn`` as Variables needing no gradient, so that what it does
+    with them (``targets.reshape(-1)``) is recorded too.
+    """
+    args, kwargs = _as_variables((args, kwargs))
+    arrays, _ = flatten_arguments((args, kwargs))
+    calls = []
+    state.tracer = calls
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        state.tracer = None
+    outputs, rebuild = _flatten_outputs(result)
+    planner = Planner(arrays, calls, outputs, rebuild, getattr(fn, "__name__", "fn"))
+    return result, planner.plan(sum_weight_gradients)
+
+
+def _as_variables(value):
+    """``value`` with every ndarray in it (in tuples, lists, dicts) wrapped as a Variable without gradient."""
+    if isinstance(value, np.ndarray):
+        return Variable._result(value, False)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_as_variables(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _as_variables(v) for k, v in value.items()}
+    return value
+
+
+def _root(array):
+    """The array that owns the memory of ``array`` (itself, or the base of its views)."""
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+class Planner:
+    """Turns a trace (the Function calls of one eager run) into a :class:`Plan`.
+
+    Every array of the trace gets a slot: the arguments', the leaves' the function read,
+    each call's outputs and, for the backward plan, each gradient. Variables are mapped to
+    slots by identity, and so are arrays held by a Function as constants (the ids of an
+    embedding): an array that *is* one of the trace's arrays is read from its slot at every
+    replay; one that merely shares memory with them was computed outside the tape, and is
+    an error.
+    """
+
+    def __init__(self, arguments, calls, outputs, rebuild, name):
+        self.calls, self.outputs, self.rebuild, self.name = calls, outputs, rebuild, name
+        self.size = 0
+        self.slot = {}  # id(Variable) -> slot
+        self.array_slot = {}  # id(ndarray) -> slot, for arrays that Functions hold as constants
+        self.roots = {}  # id(root array) -> slot, to recognise views made outside the tape
+        self.inputs = []  # (slot, Variable or None): the replay node's inputs, arguments first
+        self.leaves = []  # (slot, Variable): leaves read at every replay that need no gradient
+        self.constants = []  # (slot, array): constants made by the traced backward
+        self.requires_grad = {}  # slot -> whether its Variable requires a gradient
+        self.dtype = {}  # slot -> dtype, for the casts of gradients
+        self.shape = {}  # slot -> shape, for drawings
+        self.sums = set()  # the slots of gradient sums made by the plan: added to in place
+        self.keep_alive = [arguments, calls]  # ids stay unique while planning
+        self.arguments = len(arguments)
+        for v in arguments:
+            self.inputs.append((self._new(v), v))
+
+    # ------------------------------------------------------------------ slots
+    def _new(self, v):
+        s = self.size
+        self.size += 1
+        self.slot[id(v)] = s
+        self.array_slot.setdefault(id(v.data), s)
+        self.roots.setdefault(id(_root(v.data)), s)
+        self.requires_grad[s] = v.requires_grad
+        self.dtype[s] = v.data.dtype
+        self.shape[s] = v.data.shape
+        return s
+
+    def _slot_of(self, v, backward):
+        """The slot of input ``v`` of a traced call; a Variable from outside the trace becomes one."""
+        s = self.slot.get(id(v))
+        if s is not None:
+            return s
+        s = self.array_slot.get(id(v.data))
+        if s is not None and not v.requires_grad:  # an argument's ndarray, or a detached array of the trace
+            self.slot[id(v)] = s
+            return s
+        if s is not None or id(_root(v.data)) in self.roots:
+            raise TraceError(f"jit({self.name}): a Variable of shape {v.shape} was built from the data of an "
+                             "array of the trace (a view or .data of it), outside the tape; a replay would "
+                             "not see the new values. Compute it with Variable operations")
+        self.keep_alive.append(v)
+        s = self._new(v)
+        if backward:  # made by a Function's backward while tracing it: a constant
+            self.constants.append((s, v.data))
+        elif v.requires_grad or v.creator is not None:
+            self.inputs.append((s, v))  # a parameter, or a Variable recorded before the call
+        else:
+            self.leaves.append((s, v))
+        return s
+
+    def _bindings(self, function, own_inputs):
+        """(attribute, index in a tuple or None, slot) for the arrays ``function`` holds that are
+        arrays of the trace; an error for arrays sharing memory with them that are not."""
+        bindings = []
+        own_roots = {id(_root(a)) for a in own_inputs}
+        for name, value in vars(function).items():
+            items = [(None, value)] if isinstance(value, np.ndarray) else (
+                list(enumerate(value)) if isinstance(value, tuple) else [])
+            for index, item in items:
+                if not isinstance(item, np.ndarray):
+                    continue
+                s = self.array_slot.get(id(item))
+                if s is not None:
+                    bindings.append((name, index, s))
+                elif id(_root(item)) in self.roots and id(_root(item)) not in own_roots:
+                    raise TraceError(f"jit({self.name}): {function.name} holds an array ({name}) that shares "
+                                     "memory with an array of the trace but was computed outside the tape; "
+                                     "a replay would use the traced values. Pass it as a Function input")
+        return tuple(bindings)
+
+    def _step(self, function, inputs, outputs, backward):
+        """One traced call as a plan step (function, input slots, output slots, bindings)."""
+        ins = tuple(self._slot_of(x, backward) for x in inputs)
+        binds = self._bindings(function, [x.data for x in inputs])
+        outs = tuple(self._new(y) for y in outputs)
+        return Step(function, ins, outs, binds, tuple(x.requires_grad for x in inputs))
+
+    # ------------------------------------------------------------------ the plans
+    def plan(self, sum_weight_gradients=False):
+        forward = [self._step(f, ins, outs, False) for f, ins, outs in self.calls]
+        for step in forward:
+            step.frame = bool(step.outputs) and self.requires_grad[step.outputs[0]] and _has_numpy_backward(
+                step.function)
+        self.sequences, self.sequence_lengths = {}, {}
+        if sum_weight_gradients:
+            self._sequences(forward)
+        output_slots = tuple(self._slot_of(y, False) for y in self.outputs)
+        backward, seeds, grads = self._backward(forward, output_slots)
+        input_grads = tuple(grads.get(s) if v.requires_grad else None for s, v in self.inputs)
+        self._check_read(forward, output_slots)
+        return Plan(self, forward, backward, output_slots, seeds, input_grads)
+
+    def _check_read(self, forward, output_slots):
+        """Every array argument must be read by the traced operations: one that is not was
+        either not needed, or used outside the tape (its values frozen in the trace)."""
+        read = set(output_slots)
+        for step in forward:
+            read.update(step.reads())
+        for i, (s, v) in enumerate(self.inputs[:self.arguments]):
+            if s not in read:
+                raise TraceError(f"jit({self.name}): array argument {i} (shape {v.shape}) is not read by any "
+                                 "operation of the trace; if the function uses its values outside the tape "
+                                 "(NumPy, .data, Python), a replay would reuse the traced ones. Compute with "
+                                 "it as a Variable, or do not pass it")
+
+    def _sequences(self, forward):
+        """Find the recorded cells whose hidden-side weight several steps share (a sequence): their
+        weight gradient is planned as one matmul. Sets ``sequences`` {forward step: (position of h,
+        (W slot, bias slot))} and ``sequence_lengths`` {(W slot, bias slot): number of steps}."""
+        groups = collections.defaultdict(list)
+        for k, step in enumerate(forward):
+            function = self.calls[k][0]
+            if step.frame and hasattr(function, "hidden_side_inputs"):
+                h, w, b = function.hidden_side_inputs()
+                if self.requires_grad[step.inputs[w]]:
+                    groups[(step.inputs[w], None if b is None else step.inputs[b])].append((k, h, w, b))
+        for key, members in groups.items():
+            if len(members) < 2:
+                continue
+            self.sequence_lengths[key] = len(members)
+            for k, h, w, b in members:
+                self.sequences[k] = (h, key)
+                flags = list(forward[k].requires_grad)  # numpy_backward leaves W's and b's gradients out
+                flags[w] = False
+                if b is not None:
+                    flags[b] = False
+                forward[k].requires_grad = tuple(flags)
+
+    def _backward(self, forward, output_slots):
+        """The backward plan: the eager engine's walk (``autograd``) over the traced calls, planned.
+
+        Gradients are kept per slot (``grads``: slot -> the slot of its gradient so far) and
+        added in the engine's order: the seeds first, then the calls in reverse order.
+        """
+        steps, grads = [], {}
+        seeds = []
+        products = collections.defaultdict(list)  # (W, b slots): [(∂L/∂b slot, h slot)] planned so far
+        for s in output_slots:
+            g = self._grad_slot(s) if self.requires_grad[s] else None
+            seeds.append(g)
+            if g is not None:
+                self._accumulate(steps, grads, s, g)
+        for k in reversed(range(len(forward))):
+            step = forward[k]
+            if not step.outputs or not self.requires_grad[step.outputs[0]]:
+                continue  # not recorded in eager mode: no gradient flows through it
+            gys = [grads.pop(s, None) for s in step.outputs]
+            if all(g is None for g in gys):
+                continue
+            _, inputs, outputs = self.calls[k]
+            for i, g in enumerate(gys):  # a multi-output Function's outputs without a gradient get zeros
+                if g is None:
+                    gys[i] = self._grad_slot(step.outputs[i])
+                    steps.append(Zeros(gys[i], outputs[i].shape, self.dtype[step.outputs[i]]))
+            wanted = [self.requires_grad[s] for s in step.inputs]
+            if step.frame:
+                gxs = [self._grad_slot(s) if w and rg else None
+                       for s, w, rg in zip(step.inputs, wanted, step.requires_grad, strict=True)]
+                hidden, key = None, None
+                if k in self.sequences:
+                    h, key = self.sequences[k]
+                    hidden = self._grad_slot(step.inputs[0])  # ∂L/∂b has the shape of the input side a
+                    products[key].append((hidden, step.inputs[h]))
+                steps.append(NumpyBackward(k, tuple(gys), tuple(gxs),
+                                           tuple(self.dtype[s] for s in step.inputs), hidden))
+                if key is not None and len(products[key]) == self.sequence_lengths[key]:
+                    self._weight_gradient(steps, grads, *key, products.pop(key))
+            else:
+                gxs = self._traced_backward(steps, self.calls[k][0], inputs, outputs, gys, wanted)
+            for s, g, w in zip(step.inputs, gxs, wanted, strict=True):
+                if g is not None and w:
+                    self._accumulate(steps, grads, s, g)
+        return steps, seeds, grads
+
+    def _weight_gradient(self, steps, grads, w, b, pairs):
+        """Σₜ ∂L/∂bₜᵀ hₜ (and Σₜ ∂L/∂bₜ for the bias) over a sequence's steps, once all are planned."""
+        pairs = pairs[::-1]  # in the order of the steps
+        gw = self._grad_slot(w)
+        gb = None if b is None or not self.requires_grad[b] else self._grad_slot(b)
+        steps.append(WeightGradient(tuple(pairs), gw, gb))
+        self._accumulate(steps, grads, w, gw)
+        if gb is not None:
+            self._accumulate(steps, grads, b, gb)
+
+    def _traced_backward(self, steps, function, inputs, outputs, gys, wanted):
+        """Run ``function.backward`` once on stand-in gradients, recording its operations as steps;
+        return the slots of the input gradients (None where there is none)."""
+        gy_vars = []
+        for g, y in zip(gys, outputs, strict=True):
+            v = Variable._result(np.zeros(y.shape, y.dtype), False)
+            self.keep_alive.append(v)
+            self.slot[id(v)] = g
+            gy_vars.append(v)
+        calls = []
+        state.tracer = calls
+        try:
+            with set_grad_enabled(False):
+                gxs = function.backward(*gy_vars)
+        finally:
+            state.tracer = None
+        self.keep_alive.append(calls)
+        gxs = gxs if isinstance(gxs, tuple) else (gxs,)
+        if len(gxs) != len(inputs):
+            raise RuntimeError(f"{function.name}.backward returned {len(gxs)} gradients for "
+                               f"{len(inputs)} inputs")
+        steps.extend(self._step(f, ins, outs, True) for f, ins, outs in calls)
+        slots = []
+        for x, gx, w in zip(inputs, gxs, wanted, strict=True):
+            if gx is None or not w:
+                slots.append(None)
+                continue
+            s = self.slot.get(id(gx))
+            if s is None:
+                raise TraceError(f"jit({self.name}): {function.name}.backward computed a gradient outside "
+                                 "the tape (not with Variable operations), which a replay cannot repeat; "
+                                 "give the Function a numpy_backward")
+            if gx.dtype != x.dtype:
+                cast = self._grad_slot(s, x.dtype)
+                steps.append(Cast(s, cast, x.dtype))
+                s = cast
+            slots.append(s)
+        return slots
+
+    def _grad_slot(self, of, dtype=None):
+        s = self.size
+        self.size += 1
+        self.dtype[s] = self.dtype[of] if dtype is None else dtype
+        self.shape[s] = self.shape[of]
+        self.requires_grad[s] = False
+        return s
+
+    def _accumulate(self, steps, grads, s, g):
+        """Add the gradient in slot ``g`` to the one of slot ``s`` so far: into a new slot, or in
+        place into a sum the plan made itself (never into a gradient a step returned)."""
+        previous = grads.get(s)
+        if previous is None:
+            grads[s] = g
+        elif previous in self.sums:
+            steps.append(Accumulate(previous, g, previous))
+        else:
+            total = self._grad_slot(s)
+            self.sums.add(total)
+            steps.append(Accumulate(previous, g, total))
+            grads[s] = total
+
+
+def _has_numpy_backward(function):
+    return getattr(type(function), "numpy_backward", None) is not None
+
+
+# ----------------------------------------------------------------------------- plan steps
+class Step:
+    """``outputs = function.forward(*inputs)`` over slots; ``bindings`` set the arrays the Function
+    holds as constants from their slots first. ``frame``: the Function has a ``numpy_backward``
+    that reads what its forward saved, so each replay runs it on a copy of its own (a frame)."""
+
+    __slots__ = ("function", "inputs", "outputs", "bindings", "frame", "requires_grad")
+
+    def __init__(self, function, inputs, outputs, bindings, requires_grad):
+        self.function = _template(function)
+        self.inputs, self.outputs, self.bindings = inputs, outputs, bindings
+        self.requires_grad = requires_grad  # of each input, as traced
+        self.frame = False
+
+    def reads(self):
+        return self.inputs + tuple(b[2] for b in self.bindings)
+
+    def writes(self):
+        return self.outputs
+
+    def run(self, env, frames=None):
+        function = self.function
+        if self.bindings:
+            bind(function, self.bindings, env)
+        ys = function.forward(*[env[s] for s in self.inputs])
+        store(env, self.outputs, ys)
+
+    def __repr__(self):
+        ins = ", ".join(f"s{s}" for s in self.inputs)
+        outs = ", ".join(f"s{s}" for s in self.outputs)
+        return f"{outs} = {self.function.name}({ins})"
+
+
+class NumpyBackward:
+    """The input gradients of forward step ``k`` from its frame's ``numpy_backward``."""
+
+    __slots__ = ("k", "grad_outputs", "grad_inputs", "dtypes", "hidden_side")
+
+    def __init__(self, k, grad_outputs, grad_inputs, dtypes, hidden_side=None):
+        self.k, self.grad_outputs, self.grad_inputs, self.dtypes = k, grad_outputs, grad_inputs, dtypes
+        self.hidden_side = hidden_side  # the slot for ∂L/∂b of a cell of a sequence (see WeightGradient)
+
+    def reads(self):
+        return self.grad_outputs
+
+    def writes(self):
+        return tuple(s for s in self.grad_inputs + (self.hidden_side,) if s is not None)
+
+    def run(self, env, frames):
+        frame = frames[self.k][0]
+        gxs = frame.numpy_backward(*[env[s] for s in self.grad_outputs])
+        if self.hidden_side is not None:
+            env[self.hidden_side] = frame.grad_hidden_side
+        if not isinstance(gxs, tuple):
+            gxs = (gxs,)
+        for s, g, dtype in zip(self.grad_inputs, gxs, self.dtypes, strict=True):
+            if s is not None:
+                env[s] = g if g is None or g.dtype == dtype else g.astype(dtype)
+
+    def __repr__(self):
+        outs = ", ".join("_" if s is None else f"s{s}" for s in self.grad_inputs)
+        return f"{outs} = numpy_backward#{self.k}({', '.join(f's{s}' for s in self.grad_outputs)})"
+
+
+class WeightGradient:
+    """∂L/∂W = Σₜ ∂L/∂bₜᵀ hₜ for a weight W of the products bₜ = hₜ Wᵀ + bias of a sequence's
+    steps, as one matmul over the rows of all steps (and ∂L/∂bias = Σₜ Σ_rows ∂L/∂bₜ)."""
+
+    __slots__ = ("pairs", "weight", "bias")
+
+    def __init__(self, pairs, weight, bias):
+        self.pairs, self.weight, self.bias = pairs, weight, bias
+
+    def reads(self):
+        return tuple(s for pair in self.pairs for s in pair)
+
+    def writes(self):
+        return (self.weight,) if self.bias is None else (self.weight, self.bias)
+
+    def run(self, env, frames):
+        grad_b = np.concatenate([_rows(env[g]) for g, _ in self.pairs])
+        h = np.concatenate([_rows(env[h]) for _, h in self.pairs])
+        env[self.weight] = grad_b.T @ h
+        if self.bias is not None:
+            env[self.bias] = grad_b.sum(axis=0)
+
+    def __repr__(self):
+        return f"s{self.weight} = Σ gradᵀ h over {len(self.pairs)} steps"
+
+
+def _rows(array):
+    return array.reshape(-1, array.shape[-1])
+
+
+class Accumulate:
+    """``total = a + b``: two gradients of one array, added in the eager engine's order; in
+    place (``total`` is ``a``) when ``a`` is a sum the plan made itself."""
+
+    __slots__ = ("a", "b", "total")
+
+    def __init__(self, a, b, total):
+        self.a, self.b, self.total = a, b, total
+
+    def reads(self):
+        return (self.a, self.b)
+
+    def writes(self):
+        return (self.total,)
+
+    def run(self, env, frames):
+        a, b = env[self.a], env[self.b]
+        if a is None or b is None:  # a numpy_backward may give None: the sum is the other, as an array
+            if not (b is None and self.total == self.a):  # of the plan's own, since it may be added to
+                other = b if a is None else a
+                env[self.total] = None if other is None else other.copy()
+        elif self.total == self.a:
+            a += b
+        else:
+            env[self.total] = a + b
+
+    def __repr__(self):
+        return f"s{self.a} += s{self.b}" if self.total == self.a else f"s{self.total} = s{self.a} + s{self.b}"
+
+
+class Cast:
+    """``env[to] = env[a]`` in ``dtype``: a gradient cast to its input's dtype, as the engine does."""
+
+    __slots__ = ("a", "to", "dtype")
+
+    def __init__(self, a, to, dtype):
+        self.a, self.to, self.dtype = a, to, dtype
+
+    def reads(self):
+        return (self.a,)
+
+    def writes(self):
+        return (self.to,)
+
+    def run(self, env, frames):
+        env[self.to] = env[self.a].astype(self.dtype)
+
+    def __repr__(self):
+        return f"s{self.to} = s{self.a}.astype({self.dtype})"
+
+
+class Zeros:
+    """The zero gradient of an output of a multi-output Function that got none."""
+
+    __slots__ = ("to", "shape", "dtype")
+
+    def __init__(self, to, shape, dtype):
+        self.to, self.shape, self.dtype = to, shape, dtype
+
+    def reads(self):
+        return ()
+
+    def writes(self):
+        return (self.to,)
+
+    def run(self, env, frames):
+        env[self.to] = np.zeros(self.shape, self.dtype)
+
+    def __repr__(self):
+        return f"s{self.to} = zeros({self.shape}, {self.dtype})"
+
+
+def bind(function, bindings, env):
+    """Set the arrays ``function`` holds as constants to this replay's arrays of their slots."""
+    for name, index, s in bindings:
+        if index is None:
+            setattr(function, name, env[s])
+        else:
+            items = list(getattr(function, name))
+            items[index] = env[s]
+            setattr(function, name, tuple(items))
+
+
+def store(env, slots, ys):
+    """Put a forward's result (an array, or a tuple of them) into ``slots``."""
+    if type(ys) is np.ndarray:
+        env[slots[0]] = ys
+    elif type(ys) is tuple:
+        for s, y in zip(slots, ys):
+            env[s] = y
+    else:
+        env[slots[0]] = np.asarray(ys)  # a NumPy scalar, as Variable._result does
+
+
+# ----------------------------------------------------------------------------- the plan
+class Plan:
+    """A traced function: forward and backward steps over slots, and what to read at a replay.
+
+    ``forward``: the steps of the recorded (and unrecorded) calls, in order, those nobody
+    needs dropped; ``backward``: the steps that compute the input gradients from the
+    output gradients (``seeds``). ``inputs``: the replay node's inputs (the array
+    arguments, then the Variables from outside read by the function that need a gradient
+    or have a history); ``leaves``: Variables read at every replay that need neither.
+    """
+
+    def __init__(self, planner, forward, backward, output_slots, seeds, input_grads):
+        self.name = planner.name
+        self.size = planner.size
+        self.rebuild = planner.rebuild
+        self.input_slots = tuple(s for s, _ in planner.inputs)
+        self.arguments = planner.arguments
+        self.externals = [v for s, v in planner.inputs[planner.arguments:]]
+        self.leaves = planner.leaves
+        self.constants = planner.constants
+        self.output_slots = output_slots
+        self.output_flags = [(y.requires_grad, y.name) for y in planner.outputs]
+        self.shapes, self.dtypes = planner.shape, planner.dtype  # of each slot
+        self.seeds, self.input_grads = seeds, input_grads
+        read = self.externals + [v for _, v in self.leaves]
+        self.checks = [(v, v.shape, v.dtype, v.requires_grad) for v in read]
+        self.records = any(g is not None for g in input_grads)
+        self.backward = [step for _, step in _live(list(enumerate(backward)), set(g for g in input_grads
+                                                                                 if g is not None))]
+        read_in_backward = {s for step in self.backward for s in step.reads()}
+        self.kept = _live(list(enumerate(forward)), set(output_slots) | read_in_backward)
+        self.forward = [step for _, step in self.kept]
+        self.frames = sum(1 for step in self.forward if step.frame)  # Functions copied at each replay
+        outputs = set(output_slots)
+        self.frees = {True: _frees(self.forward, read_in_backward | outputs),  # recorded: keep for backward
+                      False: _frees(self.forward, outputs)}
+        self.backward_frees = _frees(self.backward, {g for g in input_grads if g is not None})
+        self.programs = {record: [(k, step, None if step.bindings or step.frame else step.function.forward,
+                                   step.inputs, step.outputs, frees)
+                                  for (k, step), frees in zip(self.kept, self.frees[record], strict=True)]
+                         for record in (True, False)}
+        self.backward_program = [
+            (step, step.function.forward if type(step) is Step and not step.bindings else None,
+             getattr(step, "inputs", None), getattr(step, "outputs", None), frees)
+            for step, frees in zip(self.backward, self.backward_frees, strict=True)]
+
+    def still_valid(self):
+        """Whether the Variables read from outside still have the traced shapes, dtypes and requires_grad."""
+        return all(v.data.shape == shape and v.data.dtype == dtype and v.requires_grad == rg
+                   for v, shape, dtype, rg in self.checks)
+
+    def replay(self, arrays):
+        """Run the plan on the arrays of a call; the result as ``fn`` returns it."""
+        inputs = [a if isinstance(a, Variable) else Variable._result(a, False) for a in arrays]
+        inputs += self.externals
+        record = self.records and state.grad_enabled
+        if not self.output_slots:
+            self.run_forward([x.data for x in inputs], False)
+            return self.rebuild([])
+        outputs = _Replayed(self, record)(*inputs)
+        if not isinstance(outputs, tuple):
+            outputs = (outputs,)
+        for y, (requires_grad, name) in zip(outputs, self.output_flags, strict=True):
+            y.requires_grad = requires_grad and record
+            y.name = name
+        return self.rebuild(outputs)
+
+    def run_forward(self, arrays, record):
+        """(the environment after the forward steps, the frames of the Functions with numpy_backward)."""
+        env = [None] * self.size
+        for s, a in zip(self.input_slots, arrays, strict=True):
+            env[s] = a
+        for s, v in self.leaves:
+            env[s] = v.data
+        frames = {} if record else None
+        for k, step, forward, inputs, outputs, frees in self.programs[record]:
+            if forward is None:  # a frame, or a Function whose constants are bound first
+                if record and step.frame:
+                    frames[k] = _run_frame(step, env)
+                else:
+                    step.run(env)
+            else:  # the common case, without a method call: a tiny op's cost is mostly Python
+                store(env, outputs, forward(*[env[s] for s in inputs]))
+            for s in frees:
+                env[s] = None
+        return env, frames
+
+    def run_backward(self, env, frames, grad_outputs):
+        """The gradients of the replay node's inputs (None where none) from its outputs' gradients."""
+        for s, g in zip(self.seeds, grad_outputs, strict=True):
+            if s is not None:
+                env[s] = g
+        for s, a in self.constants:
+            env[s] = a
+        for step, forward, inputs, outputs, frees in self.backward_program:
+            if forward is None:
+                step.run(env, frames)
+            else:
+                store(env, outputs, forward(*[env[s] for s in inputs]))
+            for s in frees:
+                env[s] = None
+        return tuple(None if s is None else env[s] for s in self.input_grads)
+
+    def __repr__(self):
+        lines = [f"plan of {self.name}: {len(self.forward)} forward, {len(self.backward)} backward steps"]
+        lines += [f"  {step!r}" for step in self.forward]
+        lines.append("  -- backward")
+        lines += [f"  {step!r}" for step in self.backward]
+        return "\n".join(lines)
+
+
+def _frees(steps, keep):
+    """For each step, the slots to free once it has run: those it is the last to read or write,
+    except the slots in ``keep``."""
+    last = {}
+    for i, step in enumerate(steps):
+        for s in step.reads() + step.writes():
+            last[s] = i
+    frees = [[] for _ in steps]
+    for s, i in last.items():
+        if s not in keep:
+            frees[i].append(s)
+    return [tuple(f) for f in frees]
+
+
+def _live(steps, live):
+    """The (k, step) of ``steps`` whose results reach the slots ``live`` (or that draw random numbers):
+    dead work dropped. A NumpyBackward step stays with its forward step, which makes its frame."""
+    kept = []
+    for k, step in reversed(steps):
+        function = getattr(step, "function", None)
+        if live.intersection(step.writes()) or (function is not None and getattr(function, "random", False)):
+            live.update(step.reads())
+            kept.append((k, step))
+    kept.reverse()
+    return kept
+
+
+_new_object = object.__new__
+_TAPE_ATTRIBUTES = ("inputs", "outputs", "output_specs", "seq", "source")  # the eager graph's links
+
+
+def _template(function):
+    """A copy of a traced Function without its links into the eager graph (which may then be freed)."""
+    template = _new_object(type(function))
+    template.__dict__.update((k, v) for k, v in vars(function).items() if k not in _TAPE_ATTRIBUTES)
+    return template
+
+
+def _run_frame(step, env):
+    """Run a Function with ``numpy_backward`` on a copy of its own (its frame): what its forward
+    saves, and the Variables its numpy_backward reads as ``inputs`` and ``outputs``, belong to
+    this replay. Returns (frame, its output Variables, kept alive for the backward)."""
+    template = step.function
+    frame = _new_object(type(template))
+    frame.__dict__.update(template.__dict__)
+    if step.bindings:
+        bind(frame, step.bindings, env)
+    arrays = [env[s] for s in step.inputs]
+    store(env, step.outputs, frame.forward(*arrays))
+    frame.inputs = tuple(Variable._result(a, rg) for a, rg in zip(arrays, step.requires_grad, strict=True))
+    outputs = tuple(Variable._result(env[s], True) for s in step.outputs)
+    frame.outputs = tuple(map(weakref.ref, outputs))
+    return frame, outputs
+
+
+class _Replayed(Function):
+    """One replay of a plan, recorded on the tape as one node: the function's inputs to its outputs."""
+
+    def __init__(self, plan, record):
+        self.plan, self.record = plan, record
+        self.op = f"jit({plan.name})"
+
+    def forward(self, *arrays):
+        self.env, self.frames = self.plan.run_forward(arrays, self.record)
+        outputs = tuple(self.env[s] for s in self.plan.output_slots)
+        if not self.record:
+            self.env = None
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def numpy_backward(self, *grad_outputs):
+        return self.plan.run_backward(self.env, self.frames, grad_outputs)
+
+    def backward(self, *grad_outputs):
+        """Called by the engine only when the backward pass is recorded, which a plan cannot do."""
+        raise RuntimeError(f"{self.op}: create_graph=True through a replayed function; its backward "
+                           "runs the recorded NumPy steps, which cannot be recorded. Call the function "
+                           "eagerly (fn.eager) for higher derivatives")

@@ -1,0 +1,378 @@
+"""tg.jit: a traced plan replays the eager run's values, gradients and dtypes."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import nn
+import tensorgrad as tg
+import tensorgrad.functions as F
+from nn.charlm import CharRNN
+
+
+def mlp(dtype, rng, sizes=(4, 8, 3)):
+    layers = [nn.Linear(a, b) for a, b in zip(sizes, sizes[1:], strict=False)]
+    model = nn.Sequential(layers[0], *[m for layer in layers[1:] for m in (Relu(), layer)]).to(dtype)
+
+    def loss(x, y):
+        out = model(x)
+        return ((F.sigmoid(out) - y) ** 2).mean(), out
+
+    return model, loss
+
+
+class Relu(nn.Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+def run(fn, model, batches, *, lr=0.1):
+    """Each batch's (loss value, output, parameter gradients), with an SGD step after each."""
+    optimizer = nn.optim.SGD(list(model.parameters()), lr)
+    results = []
+    for args in batches:
+        optimizer.zero_grad()
+        loss, out = fn(*args)
+        loss.backward()
+        results.append((loss.data.copy(), out.data.copy(), [p.grad.data.copy() for p in model.parameters()]))
+        optimizer.step()
+    return results
+
+
+def assert_same(eager, jitted, exact=True):
+    for (l1, o1, g1), (l2, o2, g2) in zip(eager, jitted, strict=True):
+        for a, b in [(l1, l2), (o1, o2), *zip(g1, g2, strict=True)]:
+            assert a.dtype == b.dtype and a.shape == b.shape
+            if exact:
+                np.testing.assert_array_equal(a, b)
+            else:
+                np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_mlp_replays_values_gradients_and_dtypes_bit_for_bit(dtype, rng):
+    batches = [(rng.standard_normal((5, 4)).astype(dtype), rng.random((5, 3)).astype(dtype))
+               for _ in range(4)]
+    model, loss = mlp(dtype, rng)
+    state = model.state_dict()
+    eager = run(loss, model, batches)
+    model.load_state_dict(state)
+    jitted_loss = tg.jit(loss)
+    jitted = run(jitted_loss, model, batches)
+    assert_same(eager, jitted)
+    assert jitted_loss.traces == 1  # the later calls replayed the plan, after SGD changed the weights
+
+
+def test_a_replay_makes_one_node_and_gradients_reach_array_arguments_that_need_them(rng):
+    W = tg.Variable(rng.standard_normal((3, 3)))
+
+    def f(x, scale):
+        return (F.tanh(x @ W) * scale).sum()
+
+    jf = tg.jit(f)
+    for _ in range(3):
+        x = tg.Variable(rng.standard_normal((2, 3)))
+        W.cleargrad()
+        expected = f(x, 2.0)
+        expected.backward()
+        gx, gW = x.grad.data.copy(), W.grad.data.copy()
+        x.cleargrad()
+        W.cleargrad()
+        y = jf(x, 2.0)
+        y.backward()
+        np.testing.assert_array_equal(y.data, expected.data)
+        np.testing.assert_array_equal(x.grad.data, gx)
+        np.testing.assert_array_equal(W.grad.data, gW)
+    assert type(y.creator).__name__ == "_Replayed"
+    assert {id(v) for v in y.creator.inputs} == {id(x), id(W)}
+
+
+RECURRENT = [
+    ("RNN", {}), ("RNN", {"nonlinearity": "relu", "num_layers": 2}), ("LSTM", {}),
+    ("LSTM", {"num_layers": 2, "bidirectional": True}),
+    ("LSTM", {"peephole": True, "layer_norm": True}), ("GRU", {}), ("GRU", {"bidirectional": True}),
+    ("GRU", {"reset_after": False}), ("LSTM", {"batch_first": True}),
+]
+
+
+@pytest.mark.parametrize("kind, options", RECURRENT)
+@pytest.mark.parametrize("exact", [True, False])
+def test_every_recurrent_layer_replays_as_eager(kind, options, exact):
+    rng = np.random.default_rng(1)
+    try:
+        layer = getattr(nn, kind)(3, 5, **options)
+    except TypeError:
+        pytest.skip(f"{kind} has no {options}")
+    head = nn.Linear((options.get("proj_size") or 5) * (2 if options.get("bidirectional") else 1), 2)
+
+    def loss(x, hx):
+        out, state = layer(x, hx)
+        out = head(out)
+        return (out * out).mean(), out
+
+    holder = nn.Module()
+    holder.layer, holder.head = layer, head
+    shape = (6, 4, 3) if not options.get("batch_first") else (4, 6, 3)
+    batches = [(rng.standard_normal(shape).astype(np.float32), None) for _ in range(3)]
+    state = holder.state_dict()
+    eager = run(loss, holder, batches)
+    holder.load_state_dict(state)
+    jitted = run(tg.jit(loss, sum_weight_gradients=not exact), holder, batches)
+    if not exact and not options.get("peephole") and options.get("reset_after", True):
+        assert jitted_weight_gradients_summed(loss, batches[0])
+    assert_same(eager, jitted, exact=exact)
+
+
+def jitted_weight_gradients_summed(fn, args):
+    """Whether the plan of ``fn`` computes a weight gradient over all steps in one matmul."""
+    jf = tg.jit(fn, sum_weight_gradients=True)
+    jf(*args)
+    return any(type(step).__name__ == "WeightGradient" for step in jf.plan.backward)
+
+
+def char_model_loss(model, V):
+    def window(x, y, state):
+        logits, state = model(x, state)
+        return nn.softmax_cross_entropy(logits.reshape(-1, V), y.reshape(-1)), state
+    return window
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_the_char_model_with_dropout_replays_the_eager_losses_for_one_seed(kind):
+    V = 11
+    tg.manual_seed(3)
+    model = CharRNN(V, 8, num_layers=2, model=kind, dropout=0.4)
+    state_dict = model.state_dict()
+    rng = np.random.default_rng(2)
+    windows = [(rng.integers(0, V, (5, 3)), rng.integers(0, V, (5, 3))) for _ in range(4)]
+
+    def train(fn):
+        tg.manual_seed(7)
+        optimizer = nn.optim.Adam(list(model.parameters()), 1e-2)
+        state, losses = None, []
+        for x, y in windows:
+            optimizer.zero_grad()
+            loss, state = fn(x, y, state)
+            loss.backward()
+            optimizer.step()
+            state = nn.data.detach_state(state)
+            losses.append(loss.item())
+        return losses
+
+    eager = train(char_model_loss(model, V))
+    model.load_state_dict(state_dict)
+    assert train(tg.jit(char_model_loss(model, V))) == eager
+
+
+def test_dropout_draws_new_masks_at_every_replay():
+    x = tg.Variable(np.ones((200, 50), np.float32))
+    jf = tg.jit(lambda x: F.dropout(x, 0.3))
+    masks = [jf(x).data for _ in range(4)]
+    assert jf.traces == 1
+    for m in masks:
+        assert set(np.unique(m)) == {np.float32(0), np.float32(1 / 0.7)}
+        assert abs((m == 0).mean() - 0.3) < 0.02  # 10,000 draws: 5 standard deviations ≈ 0.023
+    assert not any(np.array_equal(a, b) for i, a in enumerate(masks) for b in masks[i + 1:])
+
+
+def test_a_change_of_signature_retraces_and_the_same_signature_replays():
+    W = tg.Variable(np.ones((3, 3), np.float32))
+    jf = tg.jit(lambda x, k: (x @ W * k).sum())
+    x = np.ones((2, 3), np.float32)
+    jf(x, 2.0)
+    jf(x + 1, 2.0)
+    assert jf.traces == 1
+    calls = [
+        (np.ones((4, 3), np.float32), 2.0),  # shape
+        (np.ones((2, 3), np.float64), 2.0),  # dtype
+        (tg.Variable(np.ones((2, 3), np.float32)), 2.0),  # a Variable requiring a gradient
+        (tg.Variable(np.ones((2, 3), np.float32), requires_grad=False), 2.0),
+        (x, 3.0),  # a non-array argument by value
+    ]
+    for i, args in enumerate(calls):
+        jf(*args)
+        assert jf.traces == 2 + i
+    with tg.no_grad():  # the grad mode
+        assert not jf(x, 2.0).requires_grad
+    assert jf.traces == 2 + len(calls)
+    W.requires_grad = False  # a leaf the function reads changed: its plan is stale
+    jf(x, 2.0)
+    assert jf.traces == 3 + len(calls)
+    W.data = np.full((3, 3), 2.0, np.float32)  # new values (same shape): read by the replay
+    assert jf(x, 2.0).item() == 2.0 * 2 * 3 * 2 * 3
+    assert jf.traces == 3 + len(calls)
+
+
+def test_the_cache_keeps_the_most_recently_used_plans():
+    jf = tg.jit(lambda x: x * 2.0, cache_size=2)
+    for n in (1, 2, 3):
+        jf(np.ones(n, np.float32))
+    assert jf.traces == 3 and len(jf.plans) == 2
+    jf(np.ones(3, np.float32))  # still cached
+    assert jf.traces == 3
+    jf(np.ones(1, np.float32))  # dropped: traced again
+    assert jf.traces == 4
+    assert tg.jit(lambda x: x).cache_size == tg.jit.__globals__["CACHE_SIZE"] == 8
+    with pytest.raises(ValueError, match="cache_size must be at least 1"):
+        tg.jit(lambda x: x, cache_size=0)
+
+
+def test_create_graph_through_a_replay_is_an_error():
+    x = tg.Variable(np.array([1.0, 2.0]))
+    jf = tg.jit(lambda x: (x ** 3).sum())
+    jf(x)
+    y = jf(x)
+    with pytest.raises(RuntimeError, match=r"jit\(<lambda>\): create_graph=True through a replayed function"):
+        y.backward(create_graph=True)
+    y = jf.eager(x)  # the eager function differentiates twice
+    (gx,) = tg.grad(y, x, create_graph=True)
+    np.testing.assert_allclose(gx.data, 3 * x.data ** 2)
+
+
+def test_what_the_trace_cannot_replay_is_an_error_at_trace_time():
+    W = tg.Variable(np.ones((3, 3)))
+
+    def rebuilt(x):  # a Variable made from a view of a traced array: outside the tape
+        h = x @ W
+        return (tg.Variable(h.data[0], requires_grad=False) * h).sum()
+
+    with pytest.raises(tg.TraceError, match="built from the data of an array of the trace"):
+        tg.jit(rebuilt)(np.ones((3, 3)))
+
+    def numpy_targets(x, y):  # y used with NumPy only: its values would be frozen
+        return (x @ W * float(y.data.sum())).sum()
+
+    with pytest.raises(tg.TraceError, match="array argument 1 .* is not read by any operation"):
+        tg.jit(numpy_targets)(np.ones((2, 3)), np.ones(2))
+    with pytest.raises(tg.TraceError, match="returned a float"):
+        tg.jit(lambda x: (x @ W).sum().item())(np.ones((2, 3)))
+    with pytest.raises(TypeError, match="neither an array nor hashable"):
+        tg.jit(lambda x, options: x @ W)(np.ones((2, 3)), {1, 2})
+
+
+def test_lengths_of_a_padded_batch_are_a_signature_by_value_and_an_array_of_them_is_refused():
+    """A layer turns ``lengths`` into masks with NumPy: as a tuple they are part of the
+    signature (a new tuple traces again); as an array the trace would freeze them."""
+    layer = nn.GRU(3, 4)
+    jf = tg.jit(lambda x, lengths: layer(x, lengths=lengths)[0].sum())
+    x = np.random.default_rng(0).standard_normal((5, 2, 3)).astype(np.float32)
+    for lengths in [(5, 3), (5, 3), (4, 2)]:
+        assert jf(x, lengths).item() == layer(x, lengths=lengths)[0].sum().item()
+    assert jf.traces == 2
+    with pytest.raises(tg.TraceError, match="array argument 1 .* is not read"):
+        jf(x, np.array([5, 3]))
+
+
+def test_overlapping_replays_keep_their_own_arrays():
+    """Two windows forwarded before either backward: each replay's gradient is its own."""
+    tg.manual_seed(0)
+    layer = nn.LSTM(3, 4)
+    rng = np.random.default_rng(5)
+    xs = [rng.standard_normal((5, 2, 3)).astype(np.float32) for _ in range(3)]
+
+    def loss(x):
+        out, _ = layer(x)
+        return (out * out).sum()
+
+    jitted = tg.jit(loss)
+    jitted(xs[2])  # the trace; the next calls replay
+    for fn in (loss, jitted):
+        first, second = fn(xs[0]), fn(xs[1])
+        layer.zero_grad()
+        second.backward()
+        g_second = [p.grad.data.copy() for p in layer.parameters()]
+        layer.zero_grad()
+        first.backward()
+        g_first = [p.grad.data.copy() for p in layer.parameters()]
+        if fn is loss:
+            expected = g_first, g_second, first.data, second.data
+    for a, b in zip(expected[0] + expected[1], g_first + g_second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert first.data == expected[2] and second.data == expected[3]
+
+
+def test_value_branches_and_the_train_mode_are_frozen_in_the_trace():
+    """The trace records operations: a Python decision on values is replayed as taken."""
+    def clipped(x):
+        total = (x * x).sum()
+        if total.item() > 10:  # a value branch: decided once, at trace time
+            return total * 0.0
+        return total
+
+    jf = tg.jit(clipped)
+    small, large = np.ones(2), np.full(2, 10.0)
+    assert jf(small).item() == 2.0  # traced: the small branch
+    assert jf(large).item() == 200.0  # replayed: still the small branch (eager gives 0)
+    assert clipped(large).item() == 0.0
+
+    dropout = nn.Dropout(0.5)
+    jd = tg.jit(lambda x: dropout(x))
+    x = np.ones((100, 100), np.float32)
+    jd(x)  # traced in training mode
+    dropout.eval()
+    assert (jd(x).data == 0).any()  # the replay still drops: the mode was read at trace time
+    assert not (dropout(x).data == 0).any()
+
+
+def test_a_replay_needs_no_more_memory_than_the_eager_run():
+    tg.manual_seed(0)
+    model = CharRNN(20, 32, num_layers=2)
+    window = char_model_loss(model, 20)
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 20, (30, 8)), rng.integers(0, 20, (30, 8))
+    jitted = tg.jit(window)
+    jitted(x, y, None)
+
+    def peak(fn):
+        tracemalloc.start()
+        loss, _ = fn(x, y, None)
+        loss.backward()
+        del loss
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    eager, replay = peak(window), peak(jitted)
+    assert replay <= eager, (replay, eager)
+
+
+def test_a_jitted_method_gets_its_instance(rng):
+    class Scaled(nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.weight = nn.Parameter(np.full((2, 2), k, np.float32))
+
+        @tg.jit
+        def forward(self, x):
+            return x @ self.weight
+
+    a, b = Scaled(1.0), Scaled(2.0)
+    x = np.ones((1, 2), np.float32)
+    for _ in range(2):
+        assert a(x).data.tolist() == [[2.0, 2.0]] and b(x).data.tolist() == [[4.0, 4.0]]
+    assert Scaled.forward.traces == 2  # one plan per instance, replayed the second time
+
+
+def test_a_replay_under_no_grad_records_nothing(rng):
+    W = tg.Variable(rng.standard_normal((3, 2)))
+    jf = tg.jit(lambda x: F.tanh(x @ W))
+    x = rng.standard_normal((4, 3))
+    with tg.no_grad():
+        first, second = jf(x), jf(x)
+    assert jf.traces == 1 and second.creator is None and not second.requires_grad
+    np.testing.assert_array_equal(first.data, second.data)
+
+
+def test_make_dot_draws_a_plan_with_its_steps_slots_and_scopes():
+    import tensorgrad.viz as viz
+
+    layer = nn.LSTM(3, 4)
+    jf = tg.jit(lambda x: (layer(x)[0] ** 2).mean())
+    jf(np.ones((3, 2, 3), np.float32))
+    source = viz.make_dot(jf.plan, params=dict(layer.named_parameters())).source
+    assert source.count('label="lstm_cell"') == 3 and "weight_hh_l0" in source
+    assert all(f"cluster_plan{n}" in source for n in range(3)) and "lstm.l0/t=2" in source
+    assert 'label="NumpyBackward"' not in source
+    with_backward = viz.make_plan_dot(jf.plan, backward=True).source
+    assert with_backward.count('label="NumpyBackward"') == 3 and "#f4cccc" in with_backward
