@@ -1,6 +1,5 @@
 """A character-level Transformer language model: the causal counterpart of :class:`nn.CharRNN`."""
 
-import numpy as np
 
 import tensorgrad as tg
 import tensorgrad.functions as F
@@ -47,8 +46,12 @@ class CharTransformer(Module):
         self.head = Linear(d_model, vocab_size)
 
     def forward(self, ids, state=None):
-        """Logits (T, B, V) for integer ``ids`` (T, B), and the characters to carry for sampling."""
-        ids = np.asarray(getattr(ids, "data", ids))
+        """Logits (T, B, V) for integer ``ids`` (T, B), and the characters to carry for sampling.
+
+        The ids are handled as Variables (concatenated and sliced on the tape), so that a
+        ``tg.jit`` trace of a window sees them as inputs of the plan.
+        """
+        ids = tg.as_variable(ids)
         if ids.ndim != 2 or len(ids) == 0:
             raise ShapeError(f"CharTransformer: ids must be (T, B) with T >= 1, got shape {ids.shape}")
         pieces = []
@@ -61,12 +64,12 @@ class CharTransformer(Module):
         """The logits of at most ``context`` new ``ids`` after the carried ones, and what to carry."""
         new = len(ids)
         if state is not None:
-            ids = np.concatenate([state.data, ids])[-self.context:]
+            ids = F.concat([state, ids])[-self.context:]
         T = len(ids)
         x = self.position(self.embedding(ids))
         x = self.encoder(x, mask=generate_square_subsequent_mask(T, x.dtype), is_causal=True)
         logits = self.head(x[T - new:])
-        return logits, tg.Variable(ids[-(self.context - 1):] if self.context > 1 else ids[:0])
+        return logits, ids[-(self.context - 1):] if self.context > 1 else ids[:0]
 
     def extra_repr(self):
         return f"context={self.context}, positions={self.positions!r}"

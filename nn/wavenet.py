@@ -12,7 +12,6 @@ With kernel size k and dilations d₁, ..., d_n, one output sees the last
 receptive_field = 1 + (k - 1)·Σᵢ dᵢ inputs (2ⁿ for k = 2 and dᵢ = 1, 2, 4, ..., 2ⁿ⁻¹).
 """
 
-import numpy as np
 
 import tensorgrad as tg
 import tensorgrad.functions as F
@@ -102,14 +101,11 @@ class CharWaveNet(Module):
     def forward(self, ids, context=None):
         """Logits (T, B, V) for integer ``ids`` (T, B) following ``context`` (ids (≤ R-1, B) or None),
         and the context for what comes next."""
-        ids = np.asarray(getattr(ids, "data", ids))
-        if context is not None:
-            ids_seen = np.concatenate([np.asarray(getattr(context, "data", context)), ids])
-        else:
-            ids_seen = ids
+        ids = tg.as_variable(ids)  # on the tape, so that a tg.jit trace sees the ids as inputs
+        ids_seen = ids if context is None else F.concat([tg.as_variable(context), ids])
         x = self.embedding(ids_seen).transpose(1, 2, 0)  # (B, H, T'): time is the convolved axis
-        features = self.wavenet(x)[..., ids_seen.shape[0] - ids.shape[0]:]
+        features = self.wavenet(x)[..., len(ids_seen) - len(ids):]
         with tg.scope("head"):
             logits = self.head(F.relu(self.hidden(F.relu(features))))
-        kept = ids_seen[max(ids_seen.shape[0] - (self.receptive_field - 1), 0):]
-        return logits.transpose(2, 0, 1), tg.Variable(kept, requires_grad=False)
+        kept = ids_seen[max(len(ids_seen) - (self.receptive_field - 1), 0):]
+        return logits.transpose(2, 0, 1), kept

@@ -67,9 +67,10 @@ def test_resume_continues_exactly(tmp_path, corpus, model):
         np.testing.assert_allclose(resumed["model"][name], value, rtol=1e-5, atol=1e-6)
 
 
-def test_the_jitted_windows_give_exactly_the_eager_losses(tmp_path, corpus):
-    assert train(tmp_path, corpus, "--steps", "12", name="jit")[0] == 0
-    assert train(tmp_path, corpus, "--steps", "12", "--no-jit", name="eager")[0] == 0
+@pytest.mark.parametrize("model", sorted(MODEL_OPTIONS))
+def test_the_jitted_windows_give_exactly_the_eager_losses(tmp_path, corpus, model):
+    assert train(tmp_path, corpus, "--steps", "12", *MODEL_OPTIONS[model], name="jit")[0] == 0
+    assert train(tmp_path, corpus, "--steps", "12", "--no-jit", *MODEL_OPTIONS[model], name="eager")[0] == 0
     jitted = nn.load(str(tmp_path / "jit" / "checkpoint.npz"))
     eager = nn.load(str(tmp_path / "eager" / "checkpoint.npz"))
     np.testing.assert_array_equal(jitted["history"]["loss"], eager["history"]["loss"])

@@ -8,7 +8,7 @@ import numpy as np
 
 from tensorgrad.function import Function, ShapeError
 from tensorgrad.functions._util import operands
-from tensorgrad.functions.elementwise import Mask, log, where
+from tensorgrad.functions.elementwise import log, where
 from tensorgrad.functions.shape import sum_to, swap_last_axes
 
 
@@ -85,8 +85,20 @@ class Remainder(Function):
         a, b = self.inputs
         gb = None
         if b.requires_grad:
-            gb = _reduce(Mask(-np.floor_divide(a.data, b.data), "remainder_grad")(gy), b)
+            gb = _reduce(-(gy * FloorDivide()(a, b)), b)
         return _reduce(gy, a), gb
+
+
+class FloorDivide(Function):
+    """q = ⌊a/b⌋, piecewise constant: its gradient is 0 wherever it is defined."""
+
+    op = "floor_divide"
+
+    def forward(self, a, b):
+        return np.floor_divide(a, b)
+
+    def backward(self, gq):
+        return None, None
 
 
 class Neg(Function):

@@ -17,7 +17,7 @@ import numpy as np
 
 from tensorgrad.function import Function, ShapeError
 from tensorgrad.functions.arithmetic import matmul
-from tensorgrad.functions.elementwise import Mask, exp, tanh, where
+from tensorgrad.functions.elementwise import exp, tanh, where
 from tensorgrad.functions.neural import dropout
 from tensorgrad.functions.reductions import softmax
 from tensorgrad.functions.shape import swap_last_axes
@@ -113,7 +113,7 @@ def attention(query, key, value, blocked=None, added=None, dropout_p=0.0, scale=
         scores = where(blocked & ~dead, np.asarray(-np.inf, dtype=scores.dtype), scores)
     weights = softmax(scores, axis=-1)
     if dead is not None and dead.any():
-        weights = Mask(~dead, "dead_rows")(weights)
+        weights = where(~dead, weights, np.zeros((), dtype=weights.dtype))
     if dropout_p:
         weights = dropout(weights, dropout_p, training=True)
     return matmul(weights, value), weights
