@@ -23,12 +23,18 @@ class Conv1d(Module):
     ``padding_mode`` is PyTorch's: ``'zeros'``, or ``'reflect'`` (x₂ x₁ | x₀ x₁ ...),
     ``'replicate'`` (x₀ x₀ | x₀ x₁ ...) or ``'circular'`` (x_{L-2} x_{L-1} | x₀ x₁ ...), the
     padded input gathered by index so that its gradient flows back to the positions it copies.
+
+    As in PyTorch, ``kernel_size``, ``stride``, ``padding`` (unless a string) and ``dilation``
+    may be given as n or (n,), and are kept as 1-tuples.
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, padding_mode="zeros"):
         super().__init__()
         name = type(self).__name__
+        kernel_size = _single(kernel_size, "kernel_size", name)
+        stride, dilation = _single(stride, "stride", name), _single(dilation, "dilation", name)
+        padding = padding if isinstance(padding, str) else _single(padding, "padding", name)
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) "
                              f"must both be divisible by groups ({groups})")
@@ -36,8 +42,9 @@ class Conv1d(Module):
             raise ValueError(f"{name}: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
         self.padding_amounts = F.conv1d_padding(padding, kernel_size, stride, dilation, owner=name)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.dilation, self.groups, self.padding_mode = dilation, groups, padding_mode
+        self.kernel_size, self.stride, self.dilation = (kernel_size,), (stride,), (dilation,)
+        self.padding = padding if isinstance(padding, str) else (padding,)
+        self.groups, self.padding_mode = groups, padding_mode
         fan_in = in_channels // groups * kernel_size
         bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
         self.weight = Parameter(init.uniform((out_channels, in_channels // groups, kernel_size), bound))
@@ -45,22 +52,35 @@ class Conv1d(Module):
 
     def output_length(self, length):
         """L_out = ⌊(L + 2·padding - dilation·(kernel_size - 1) - 1)/stride⌋ + 1."""
-        span = self.dilation * (self.kernel_size - 1) + 1
-        return (length + sum(self.padding_amounts) - span) // self.stride + 1
+        span = self.dilation[0] * (self.kernel_size[0] - 1) + 1
+        return (length + sum(self.padding_amounts) - span) // self.stride[0] + 1
 
     def forward(self, x):
+        (stride,), (dilation,) = self.stride, self.dilation
         if self.padding_mode == "zeros":
-            return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+            padding = self.padding if isinstance(self.padding, str) else self.padding[0]
+            return F.conv1d(x, self.weight, self.bias, stride, padding, dilation, self.groups)
         x = F.getitem(x, (Ellipsis, padded_positions(x.shape[-1], *self.padding_amounts, self.padding_mode)))
-        return F.conv1d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv1d(x, self.weight, self.bias, stride, 0, dilation, self.groups)
 
     def extra_repr(self):
+        """PyTorch's: ``4, 6, kernel_size=(3,), stride=(1,), padding=same, dilation=(2,), groups=2``."""
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
         text += f", stride={self.stride}"
-        for name, default in (("padding", 0), ("dilation", 1), ("groups", 1), ("padding_mode", "zeros")):
+        defaults = (("padding", (0,)), ("dilation", (1,)), ("groups", 1), ("padding_mode", "zeros"))
+        for name, default in defaults:
             if getattr(self, name) != default:
-                text += f", {name}={getattr(self, name)!r}"
+                text += f", {name}={getattr(self, name)}"
         return text + ("" if self.bias is not None else ", bias=False")
+
+
+def _single(value, name, owner):
+    """A 1-d convolution's size given as PyTorch allows: n or (n,)."""
+    if isinstance(value, tuple | list):
+        if len(value) != 1:
+            raise ValueError(f"{owner}: {name} must be an int or a 1-tuple, got {value!r}")
+        (value,) = value
+    return value
 
 
 def padded_positions(length, before, after, mode):
@@ -96,13 +116,13 @@ class CausalConv1d(Conv1d):
     @property
     def receptive_field(self):
         """How many steps of input reach one output: dilation·(kernel_size - 1) + 1."""
-        return self.dilation * (self.kernel_size - 1) + 1
+        return self.dilation[0] * (self.kernel_size[0] - 1) + 1
 
     def output_length(self, length):
         return length
 
     def forward(self, x):
-        return F.causal_conv1d(x, self.weight, self.bias, dilation=self.dilation, groups=self.groups)
+        return F.causal_conv1d(x, self.weight, self.bias, dilation=self.dilation[0], groups=self.groups)
 
     def extra_repr(self):
         text = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"

@@ -43,7 +43,7 @@ def test_padding_modes_match_torch(torch, stride, padding, dilation, padding_mod
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
     ours, theirs = nn.Conv1d(3, 4, 3, **options), torch.nn.Conv1d(3, 4, 3, **options)
     check_against_torch(torch, ours, theirs, x, dtype)
-    assert f"padding_mode='{padding_mode}'" in repr(ours)
+    assert f"padding_mode={padding_mode}" in repr(ours)
 
 
 def test_padding_mode_gradients_by_central_differences():
@@ -118,6 +118,22 @@ def test_bad_arguments():
         nn.Conv1d(4, 2, 3)(np.ones((2, 3, 8), np.float32))
 
 
-def test_repr():
-    assert repr(nn.Conv1d(4, 6, 3, padding="same", dilation=2, groups=2, bias=False)) == (
-        "Conv1d(4, 6, kernel_size=3, stride=1, padding='same', dilation=2, groups=2, bias=False)")
+@pytest.mark.parametrize("kwargs", [
+    dict(kernel_size=3, padding="same", dilation=2, groups=2, bias=False),
+    dict(kernel_size=(3,), stride=(2,), padding=(1,), padding_mode="reflect"),
+    dict(kernel_size=2, padding=0),
+])
+def test_sizes_as_ints_or_1_tuples_and_the_repr_are_pytorchs(torch, kwargs):
+    ours, theirs = nn.Conv1d(4, 6, **kwargs), torch.nn.Conv1d(4, 6, **kwargs)
+    assert repr(ours) == repr(theirs)
+    for name in ("kernel_size", "stride", "padding", "dilation", "groups"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    x = np.random.default_rng(0).standard_normal((2, 4, 9)).astype(np.float32)
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    expected = theirs(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(ours(x).data, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_sizes_of_more_than_one_dimension_are_clear_errors():
+    with pytest.raises(ValueError, match=r"Conv1d: kernel_size must be an int or a 1-tuple, got \(3, 3\)"):
+        nn.Conv1d(4, 6, (3, 3))

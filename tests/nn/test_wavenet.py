@@ -19,7 +19,7 @@ def stack(channels=3, layers=4, kernel_size=2):
 def test_receptive_field_is_the_formula(layers, kernel_size):
     net = stack(layers=layers, kernel_size=kernel_size)
     dilations = [2 ** i for i in range(layers)]
-    assert [block.dilated.dilation for block in net.children()] == dilations
+    assert [block.dilated.dilation for block in net.children()] == [(d,) for d in dilations]
     assert net.receptive_field == 1 + (kernel_size - 1) * sum(dilations)
     assert f"receptive_field={net.receptive_field}" in repr(net)
 
