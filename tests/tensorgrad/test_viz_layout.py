@@ -7,6 +7,7 @@ folded to the stated number of nodes. These tests lay the drawings out with the 
 """
 
 import html
+import itertools
 import json
 import re
 import shutil
@@ -314,3 +315,91 @@ def test_bad_layout_arguments(rng):
         viz.make_dot(loss, time="up")
     with pytest.raises(ValueError, match=r"make_dot: shared must be 'fold' or 'edges'"):
         viz.make_dot(loss, shared="none")
+
+
+def row_spans(layout, axis):
+    """{row scope: (low, high)} of the centres of the row's steps along ``axis``: its step
+    clusters, and the nodes of its collapsed or folded steps."""
+    spans = {}
+    for row, clusters in layout.steps().items():
+        spans.setdefault(row, []).extend(centre(c, axis) for c in clusters.values())
+    for node in layout.nodes.values():
+        if node.get("class") in ("scope", "folded"):
+            spans.setdefault(_STEP.fullmatch(node["tooltip"])[1], []).append(node["centre"][axis])
+    return {row: (min(values), max(values)) for row, values in spans.items()}
+
+
+def assert_rows_stacked(layout, axis, expected):
+    """The rows stand apart along ``axis`` (0: x, 1: dot's y, growing upwards), in the order
+    ``expected`` from low to high: every step of one below every step of the next."""
+    spans = row_spans(layout, axis)
+    assert sorted(spans) == sorted(expected)
+    for lower, upper in itertools.pairwise(expected):
+        assert spans[lower][1] < spans[upper][0], (lower, upper, spans)
+
+
+def stacking(prefix, layers, bidirectional):
+    """The rows in recording order: layer 0, its reverse direction, layer 1, ..."""
+    return [f"{prefix}.l{k}{direction}" for k in range(layers)
+            for direction in ([""] + ([".reverse"] if bidirectional else []))]
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize(("layers", "bidirectional"),
+                         [(2, False), (3, False), (1, True), (2, True), (3, True)])
+@pytest.mark.parametrize(("steps", "hidden", "seed"), [(2, 2, 3), (5, 6, 4), (7, 3, 8)])
+def test_rows_stand_in_recording_order_from_the_bottom_up(mode, layers, bidirectional, steps, hidden, seed):
+    """Layer 0 at the bottom (x below s below y, as the notes draw it), each layer's reverse
+    direction just above its forward one; with time="down", the same from left to right."""
+    tg.manual_seed(seed)
+    layer = getattr(nn, mode)(3, hidden, num_layers=layers, bidirectional=bidirectional)
+    params = dict(layer.named_parameters())
+    loss = recurrent_loss(np.random.default_rng(seed), layer, steps)
+    expected = stacking(mode.lower(), layers, bidirectional)
+    for options in [{}, {"collapse": True}, {"steps": slice(1, 3)}, {"shared": "edges"}, {"time": "down"}]:
+        layout = Layout(viz.make_dot(loss, params=params, **options))
+        assert_rows_stacked(layout, 0 if options.get("time") == "down" else 1, expected)
+
+
+class MinimalGatedUnit(nn.Module):
+    """A user's cell: f = σ(W_f[x, h] + b_f), h' = (1 - f)⊙h + f⊙tanh(W_h[x, f⊙h] + b_h)."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.forget = nn.Linear(input_size + hidden_size, hidden_size)
+        self.candidate = nn.Linear(input_size + hidden_size, hidden_size)
+
+    def forward(self, x, h):
+        h = np.zeros((x.shape[0], self.hidden_size), x.dtype) if h is None else h
+        f = F.sigmoid(self.forget(F.concat([x, h], axis=1)))
+        return (1 - f) * h + f * F.tanh(self.candidate(F.concat([x, f * h], axis=1)))
+
+
+@pytest.mark.parametrize("cell", ["user", "LSTMCell"])
+def test_a_recurrent_layer_of_a_users_cell_is_drawn_unfolded(rng, cell):
+    steps, layers = 4, 2
+    tg.manual_seed(3)
+    make = MinimalGatedUnit if cell == "user" else nn.LSTMCell
+    layer = nn.Recurrent(make(6, 3), num_layers=layers, bidirectional=True)  # 6 = 2·3 inputs above layer 0
+    x = tg.Variable(rng.standard_normal((steps, 2, 6)).astype(np.float32), name="x")
+    output, _ = layer(x)
+    loss = (output * output).mean()
+    loss.backward(retain_grad=True)
+    params = dict(layer.named_parameters())
+    expected = stacking("recurrent", layers, True)
+    for time, axis, sign in [("right", 0, 1), ("down", 1, -1)]:
+        layout = Layout(viz.make_dot(loss, params=params, time=time))
+        rows = layout.steps()
+        assert sorted(rows) == sorted(expected)
+        for clusters in rows.values():  # each row's steps in time order along the time axis
+            centres = [sign * centre(clusters[t], axis) for t in range(steps)]
+            assert centres == sorted(centres) and len(set(centres)) == steps
+        assert_rows_stacked(layout, 1 - axis, expected)
+        for name in params:  # each weight drawn once, and a marker of it in every step of its row
+            (weight,) = layout.named(name, "parameter")
+            row = "recurrent.l" + name[len("cell_l"):].split(".")[0].replace("_", ".")
+            markers = layout.named(name, "marker")
+            held = sorted(t for m in markers for t, c in rows[row].items() if layout.inside(m, c))
+            assert held == list(range(steps)), (name, row)
+            assert [e[2]["headlabel"] for e in layout.edges if e[0] == weight] == [f"×{steps}"]
