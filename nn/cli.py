@@ -18,7 +18,7 @@ import numpy as np
 from nn.threads import set_num_threads
 from nn.trainer import TrainConfig
 
-MODELS = ("lstm", "gru", "rnn", "transformer")
+MODELS = ("lstm", "gru", "rnn", "transformer", "wavenet")
 
 
 class CommandError(Exception):
@@ -53,10 +53,11 @@ def build_parser():
                                             "BPTT; with no options, a small LSTM on a built-in corpus.")
     train.add_argument("--text", metavar="FILE", help="UTF-8 text to train on (default: the source "
                        "of Python's standard library, read from this machine)")
-    train.add_argument("--model", choices=MODELS, help=f"recurrent layer, or a causal transformer over each "
-                       f"window with no state carried between windows (default {defaults.model})")
+    train.add_argument("--model", choices=MODELS, help=f"recurrent layer, a causal transformer over each "
+                       f"window with no state carried between windows, or a WaveNet's causal dilated "
+                       f"convolutions (default {defaults.model})")
     for name, kind, help_text in [
-        ("hidden", int, "hidden units per layer"), ("layers", int, "recurrent layers"),
+        ("hidden", int, "hidden units per layer"), ("layers", int, "recurrent layers (wavenet: blocks)"),
         ("heads", int, "attention heads (transformer)"),
         ("seq_len", int, "characters per window of truncated BPTT"), ("batch", int, "parallel rows"),
         ("steps", int, "optimizer steps in total"), ("lr", float, "Adam learning rate"),

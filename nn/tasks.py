@@ -16,6 +16,7 @@ noisy_sine             (T, B, 1) noisy samples         (T, B, 1) the clean next 
 next_token             (T, B) token ids                (T - offset, B) the token ``offset`` ahead
 embedded_reber         (T, B) symbol ids               (T, B) the next symbol, (T, B, 7) legal ones
 copy_task              (T, B) symbol ids               (T, B) blank, then the first symbols
+shape_captions         (B, 3, 8, 24) RGB images        (T, B) caption word ids, then END
 =====================  ==============================  ===================================
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 __all__ = [
     "adding_problem", "word_detection", "sentiment_phrases", "SENTIMENT_VOCAB", "reverse_digits",
     "noisy_sine", "next_token", "reverse_strings", "PAD", "BOS", "EOS",
-    "REBER_SYMBOLS", "embedded_reber", "copy_task",
+    "REBER_SYMBOLS", "embedded_reber", "copy_task", "shape_captions", "CAPTION_VOCAB", "caption_text",
 ]
 
 
@@ -316,6 +317,68 @@ def copy_task(rng, batch_size, delay, length=10, num_symbols=8):
     targets = np.zeros_like(ids)
     targets[length + delay:] = data
     return ids, targets
+
+
+CAPTION_VOCAB = ("<pad>", "<start>", "<end>", "a", "two", "three", "red", "green", "blue", "yellow",
+                 "square", "squares", "circle", "circles", "triangle", "triangles", "left", "of")
+_COLOURS = {"red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "yellow": (1, 1, 0)}
+_SHAPES = ("square", "circle", "triangle")
+_SLOT, _SIZE = 8, 7  # three 8×8 slots side by side, each holding at most one 7×7 shape
+
+
+def _shape_masks():
+    i, j = np.mgrid[:_SIZE, :_SIZE] - (_SIZE - 1) / 2
+    return {"square": np.ones((_SIZE, _SIZE), bool), "circle": i ** 2 + j ** 2 <= 3.2 ** 2,
+            "triangle": np.abs(j) <= (i + (_SIZE - 1) / 2) / 2 + 0.25}
+
+
+def shape_captions(rng, batch_size, noise=0.1):
+    """Small pictures of one to three shapes, each with its one correct caption.
+
+    An 8×24 RGB image has three slots side by side; 1-3 of them hold a filled square, circle
+    or triangle in red, green, blue or yellow, shifted by up to one pixel, on a black
+    background with Gaussian ``noise``. Either all shapes are alike ("three blue circles") or
+    there are two kinds, all of the first left of all of the second, and the caption says so:
+    "two red squares left of a yellow triangle". Counts are "a", "two", "three".
+
+    Returns images, float32 of shape (batch_size, 3, 8, 24), and captions, int64 of shape
+    (9, batch_size): indices into :data:`CAPTION_VOCAB`, each caption followed by ``<end>``
+    and padded with ``<pad>`` (index 0). ``caption_text`` turns a column back into words.
+    """
+    rng = np.random.default_rng(rng)
+    _check_size("shape_captions", "batch_size", batch_size)
+    masks, kinds = _shape_masks(), [(c, s) for c in _COLOURS for s in _SHAPES]
+    images = noise * rng.standard_normal((batch_size, 3, _SLOT, 3 * _SLOT))
+    captions = np.zeros((9, batch_size), np.int64)
+    for b in range(batch_size):
+        if rng.random() < 0.5:  # one kind, one to three times
+            groups = [(kinds[rng.integers(len(kinds))], int(rng.integers(1, 4)))]
+        else:  # two kinds, at most three shapes in all
+            first, second = rng.choice(len(kinds), 2, replace=False)
+            counts = ((1, 1), (1, 2), (2, 1))[rng.integers(3)]
+            groups = [(kinds[first], counts[0]), (kinds[second], counts[1])]
+        slots = iter(np.sort(rng.choice(3, sum(n for _, n in groups), replace=False)))
+        words = []
+        for (colour, shape), count in groups:
+            for _ in range(count):
+                top, left = rng.integers(0, _SLOT - _SIZE + 1, 2)
+                left += next(slots) * _SLOT
+                window = images[b, :, top:top + _SIZE, left:left + _SIZE]
+                window[:, masks[shape]] += np.array(_COLOURS[colour], float)[:, None]
+            words += (["left", "of"] if words else []) + [("a", "two", "three")[count - 1], colour,
+                                                          shape + ("s" if count > 1 else "")]
+        captions[:len(words) + 1, b] = [CAPTION_VOCAB.index(w) for w in words + ["<end>"]]
+    return images.astype(np.float32), captions
+
+
+def caption_text(ids):
+    """The words of one caption (a sequence of :data:`CAPTION_VOCAB` indices) up to ``<end>``."""
+    words = []
+    for i in np.asarray(ids).tolist():
+        if CAPTION_VOCAB[i] in ("<end>", "<pad>"):
+            break
+        words.append(CAPTION_VOCAB[i])
+    return " ".join(words)
 
 
 def _pick(rng, words):

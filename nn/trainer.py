@@ -24,6 +24,7 @@ from nn.corpus import check_length, default_corpus, read_text
 from nn.data import CharVocab, StreamBatcher, detach_state
 from nn.losses import softmax_cross_entropy
 from nn.optim import Adam
+from nn.wavenet import CharWaveNet
 
 LOG2E = 1 / math.log(2)  # nats → bits
 PROGRESS_LINE_EVERY = 50  # steps between progress lines when the output is not a terminal
@@ -70,10 +71,14 @@ class TrainConfig:
 
 def build_model(vocab_size, config):
     """The character model ``config`` describes: a :class:`CharRNN`, or with ``model="transformer"``
-    a :class:`CharTransformer` attending over windows of ``seq_len`` characters (no carried state)."""
+    a :class:`CharTransformer` attending over windows of ``seq_len`` characters (no carried state),
+    or with ``model="wavenet"`` a :class:`CharWaveNet` of ``layers`` dilated blocks (receptive field
+    2^layers characters)."""
     if config.model == "transformer":
         return CharTransformer(vocab_size, config.hidden, config.layers, config.heads, context=config.seq_len,
                                positions=config.positions)
+    if config.model == "wavenet":
+        return CharWaveNet(vocab_size, config.hidden, config.layers)
     return CharRNN(vocab_size, config.hidden, config.layers, config.model)
 
 
@@ -213,6 +218,10 @@ class Trainer:
                  f"{sum(p.size for p in self.model.parameters()):,} parameters) on {self.source}: "
                  f"{len(self.vocab)} distinct characters, {len(self.train_batches)} windows of "
                  f"{config.batch}×{config.seq_len} per pass")
+        if hasattr(self.model, "receptive_field"):
+            self.log(f"a WaveNet carries no recurrent state: each prediction sees the last "
+                     f"{self.model.receptive_field} characters (its receptive field), the window's "
+                     f"first ones read from the end of the previous window")
         # On a terminal, a bar redrawn in place; in a log file or CI, where every redraw would
         # stay as a line of carriage returns, one plain line every PROGRESS_LINE_EVERY steps.
         terminal = self.progress and sys.stderr.isatty()

@@ -171,7 +171,7 @@ def _output_gradients(function, grads, complete):
         gys.append(gy)
     if len(gys) == 1:
         return None if gys[0] is None else gys
-    if gys.count(None) == len(gys):
+    if all(gy is None for gy in gys):
         return None
     return [Variable._result(np.zeros(shape, dtype), False) if gy is None else gy
             for gy, (shape, dtype) in zip(gys, function.output_specs, strict=True)]

@@ -12,7 +12,8 @@ from nn.cli import main
 
 TINY = ["--hidden", "16", "--batch", "4", "--seq-len", "12", "--lr", "0.01", "--quiet",
         "--sample-every", "1000", "--checkpoint-every", "5"]
-MODEL_OPTIONS = {"lstm": [], "transformer": ["--model", "transformer", "--heads", "2"]}
+MODEL_OPTIONS = {"lstm": [], "transformer": ["--model", "transformer", "--heads", "2"],
+                 "wavenet": ["--model", "wavenet", "--layers", "3"]}
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,7 @@ def test_resume_without_checkpoint(tmp_path, capsys):
     assert "no checkpoint" in one_line_error(capsys, code)
 
 
-@pytest.mark.parametrize("model", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("model", ["lstm", "gru", "rnn", "wavenet"])
 def test_graph_writes_dot_source(tmp_path, capsys, model):
     out = tmp_path / "g.dot"
     assert main(["graph", "--model", model, "--steps", "3", "--out", str(out)]) == 0

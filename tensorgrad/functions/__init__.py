@@ -31,6 +31,7 @@ from tensorgrad.functions.cells import (
     lstm_cell,
     rnn_cell,
 )
+from tensorgrad.functions.convolution import Fold, Pad, Unfold, causal_conv1d, conv1d, conv1d_padding, pad
 from tensorgrad.functions.elementwise import (
     Abs,
     Clip,
@@ -97,6 +98,7 @@ __all__ = [
     "sum", "mean", "max", "logsumexp", "softmax", "log_softmax",
     "reshape", "transpose", "broadcast_to", "sum_to", "getitem", "concat", "stack", "split", "unbind",
     "embedding", "dropout", "dropout_mask", "rnn_cell", "lstm_cell", "gru_cell",
+    "pad", "conv1d", "causal_conv1d", "conv1d_padding", "Pad", "Unfold", "Fold",
     "Add", "Sub", "Mul", "Div", "Neg", "Pow", "Remainder", "MatMul", "Linear", "AsType",
     "Abs", "Exp", "Log", "Sqrt", "Tanh", "Sigmoid", "ReLU", "Clip", "Maximum", "Where", "Mask",
     "Sum", "Mean", "Max", "LogSumExp", "Softmax", "LogSoftmax",
