@@ -11,6 +11,7 @@ import itertools
 import json
 import re
 import shutil
+from collections import defaultdict
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import pytest
 import nn
 import tensorgrad as tg
 import tensorgrad.functions as F
+from nn.graph import transformer_graph, wavenet_dilations, wavenet_graph
 from tensorgrad import viz
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
@@ -403,3 +405,66 @@ def test_a_recurrent_layer_of_a_users_cell_is_drawn_unfolded(rng, cell):
             held = sorted(t for m in markers for t, c in rows[row].items() if layout.inside(m, c))
             assert held == list(range(steps)), (name, row)
             assert [e[2]["headlabel"] for e in layout.edges if e[0] == weight] == [f"×{steps}"]
+
+
+def test_the_dilations_of_a_wavenet_are_the_notes_diagram(rng):
+    steps, layers = 12, 3
+    tg.manual_seed(4)
+    net = nn.WaveNet(2, layers)
+    layout = Layout(wavenet_dilations(net, steps))
+    position = {}  # (row, t) -> centre
+    for key, node in layout.nodes.items():
+        if node.get("class") == "position":
+            row, t = map(int, key[1:].split("_"))
+            position[row, t] = node["centre"]
+    assert sorted(position) == [(row, t) for row in range(layers + 1) for t in range(steps)]
+    for row in range(layers + 1):  # each row straight, time left to right
+        assert len({position[row, t][1] for t in range(steps)}) == 1
+        xs = [position[row, t][0] for t in range(steps)]
+        assert xs == sorted(xs) and len(set(xs)) == steps
+    heights = [position[row, 0][1] for row in range(layers + 1)]
+    assert heights == sorted(heights) and len(set(heights)) == layers + 1  # the input at the bottom
+    reads = defaultdict(set)  # (row, t) -> the positions of the row below it reads
+    for tail, head, edge in layout.edges:
+        if tail.startswith("n") and head.startswith("n") and edge.get("style") != "invis":
+            (a, s), (b, t) = (tuple(map(int, n[1:].split("_"))) for n in (tail, head))
+            upper, lower = ((a, s), (b, t)) if a > b else ((b, t), (a, s))
+            reads[upper].add(lower)
+    for k in range(1, layers + 1):  # kernel size 2: block k reads t and t - 2^(k-1)
+        for t in range(steps):
+            assert reads[k, t] == {(k - 1, s) for s in (t, t - 2 ** (k - 1)) if s >= 0}
+    # what the top row reaches is what the network's output at t depends on
+    x = tg.Variable(rng.standard_normal((1, 2, steps)).astype(np.float32))
+    for t in range(steps):
+        x.grad = None
+        net(x)[..., t].sum().backward()
+        reached = {(layers, t)}
+        for _ in range(layers):
+            reached |= {below for node in reached for below in reads[node]}
+        depends_on = set(np.flatnonzero(np.abs(x.grad.data).sum(axis=(0, 1))))
+        assert {s for row, s in reached if row == 0} == depends_on
+
+
+@pytest.mark.parametrize(("model", "scope", "sublayers"), [
+    ("transformer", "layers.{}", ["self_attn", "feed_forward"]),
+    ("wavenet", "wavenet.{}", []),
+])
+def test_layer_clusters_stand_in_data_flow_order_with_their_weights_once(model, scope, sublayers):
+    """Layer i + 1 reads layer i's output: dot's ranks put it lower (the rank axis runs down)."""
+    layers = 3
+    graph = transformer_graph(steps=4, num_layers=layers) if model == "transformer" else wavenet_graph(
+        steps=4, num_layers=layers)
+    layout = Layout(graph)
+    clusters = {c["tooltip"]: c for c in layout.clusters.values() if "tooltip" in c}
+    heights = [centre(clusters[scope.format(i)], 1) for i in range(layers)]
+    assert heights == sorted(heights, reverse=True) and len(set(heights)) == layers
+    for i in range(layers):  # the sublayers in order inside their layer's box
+        outer = clusters[scope.format(i)]["box"]
+        inner = [clusters[f"{scope.format(i)}/{name}"] for name in sublayers]
+        assert all(outer[0] <= c["box"][0] and c["box"][2] <= outer[2] and outer[1] <= c["box"][1]
+                   and c["box"][3] <= outer[3] for c in inner)
+        heights = [centre(c, 1) for c in inner]
+        assert heights == sorted(heights, reverse=True) and len(set(heights)) == len(sublayers)
+    names = [n["label"].split("\\n")[0] for n in layout.nodes.values() if n.get("class") == "parameter"]
+    assert len(names) == len(set(names))  # each weight once
+    assert {name.removeprefix("layers.").split(".")[0] for name in names} == {str(i) for i in range(layers)}
