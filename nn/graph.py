@@ -1,6 +1,7 @@
 """The computation graph of a small unrolled recurrent network (or a small causal Transformer
 encoder, or a small WaveNet), for `tensorgrad graph`."""
 
+import graphviz
 import numpy as np
 
 import tensorgrad as tg
@@ -67,6 +68,45 @@ def wavenet_graph(steps=3, *, channels=2, num_layers=3, batch=2, collapse=False,
     loss.name = "loss"
     loss.backward(retain_grad=True)
     return viz.make_dot(loss, params=dict(net.named_parameters()), collapse=collapse)
+
+
+def wavenet_dilations(net, steps):
+    """The notes' diagram of the dilations of ``net`` (a :class:`nn.WaveNet`) over ``steps``
+    positions, as a ``graphviz.Digraph``: which positions of the row below each position of
+    each block reads.
+
+    One row of nodes for the input and one for each block's output, from the bottom up;
+    block k (dilation d, kernel size K) reads positions t, t - d, ..., t - (K-1)·d of the row
+    below at position t, drawn as edges, and nothing from before the sequence (its causal
+    padding is zeros). Time runs left to right on dot's rank axis, so the columns stand in
+    order; in each column the edge from t to t is a flat edge, which dot keeps in its
+    direction, so the rows stand in order too.
+    """
+    blocks = list(net.children())
+    names = ["input"] + [f"dilation {block.dilated.dilation}" for block in blocks]
+    dot = graphviz.Digraph("wavenet", graph_attr={"rankdir": "LR", "fontname": "Helvetica", "nodesep": "0.3"},
+                           node_attr={"fontname": "Helvetica", "fontsize": "9", "shape": "circle",
+                                      "width": "0.3", "fixedsize": "true", "style": "filled",
+                                      "fillcolor": "#fff2cc"},
+                           edge_attr={"arrowsize": "0.5"})
+    for row, name in enumerate(names):  # a label at the start of each row, in a column of their own
+        dot.body.append(f'\tlabel{row} [label="{name}" class=row_label shape=plaintext '
+                        f'fixedsize=false group=row{row}]\n')
+        dot.body.append(f"\tlabel{row} -> n{row}_0 [style=invis weight=10]\n")
+        for t in range(steps):
+            fill = ' fillcolor="#cfe2f3"' if row == 0 else ""
+            dot.body.append(f'\tn{row}_{t} [label="{t}" class=position group=row{row}{fill}]\n')
+        # an invisible edge between neighbours keeps each row straight
+        dot.body += [f"\tn{row}_{t - 1} -> n{row}_{t} [style=invis weight=10]\n" for t in range(1, steps)]
+    labels = [f"label{row}" for row in reversed(range(len(names)))]  # a flat edge runs top to bottom
+    dot.body.append(f"\t{{rank=same; {' -> '.join(labels)} [style=invis]}}\n")
+    for k, block in enumerate(blocks, start=1):
+        conv = block.dilated
+        for t in range(steps):
+            dot.body.append(f"\t{{rank=same; n{k}_{t} -> n{k - 1}_{t} [dir=back]}}\n")  # drawn upwards
+            dot.body += [f"\tn{k - 1}_{t - j * conv.dilation} -> n{k}_{t}\n"
+                         for j in range(1, conv.kernel_size) if t - j * conv.dilation >= 0]
+    return dot
 
 
 def draw_unrolled(model, steps, path, *, collapse=False, window=None, time="right"):

@@ -48,8 +48,10 @@ _SCOPE_STYLE = 'shape=box3d fillcolor="#fff2cc"'
 _FOLD_STYLE = 'shape=box3d fillcolor="#fff2cc"'
 _MARKER_STYLE = 'style="filled,dashed" fontsize=8 height=0.3 width=0.3 margin="0.04,0.02"'
 _CLUSTER_STYLE = 'style=rounded color="#999999" fontcolor="#555555"'
+_ANCHOR_STYLE = "style=invis shape=point width=0 height=0"
 _ROW_STYLE = 'label="" class=row style=dashed color="#bbbbbb"'
 _SHARED_EDGE_STYLE = 'style=dashed color="#777777" labelfontsize=9 labelfontcolor="#555555" labeldistance=1.5'
+_ANCHORED_COLUMNS = 2  # rows are held in order by their first steps (see _order_rows)
 _STRIP_CELLS = 100  # at most this many cells in the strip of a run of folded steps
 _RANKDIR = {"right": "LR", "down": "TB"}  # time is the rank axis
 # nslimit bounds the network-simplex passes that place the nodes: the long edges of a big
@@ -93,9 +95,11 @@ def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, 
     left to right (``time="down"``: top to bottom). Along a step, the state's path
     s_{t-1} → … → s_t runs on a straight line into the next step; what feeds it from the
     side (the step's input x_t, its slice of the input projection) stands beneath. The
-    rows of stacked layers and of the two directions of a layer stand one above the other
-    (in the order Graphviz finds best), their steps lined up in time; a reverse direction
-    runs right to left. ``steps`` (a slice of each row's steps in index order) draws those
+    rows of stacked layers and of the two directions of a layer stand one above the other,
+    their steps lined up in time, in the order they were recorded from the bottom up (as the
+    notes draw x below s below y): layer 0 at the bottom, its reverse direction above it,
+    then layer 1 (``time="down"``: layer 0 on the left); a reverse direction runs right to
+    left. ``steps`` (a slice of each row's steps in index order) draws those
     steps in full and folds the steps before and after into one node each, labelled with
     their count, op count and the gradient norm of the state the first and the last of
     them passes on, over a strip of one cell a step coloured by that norm.
@@ -162,6 +166,10 @@ def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, 
         if unit.column is not None:
             home[unit.node] = unit.column
     markers = _fold_shared_uses(edges, home, labels, scopes, members) if shared == "fold" else set()
+    names = {node: "" if node in scopes.units else labels[node][0]  # a unit: the same in every step
+             for node in home if node in operations or node in markers}
+    rank, on_path = unfolded.ranks(rows, home, [edge[:2] for edge in edges], operations, names)
+    _order_rows(rows, scopes.children, members, [edge[:2] for edge in edges], (home, rank), time)
 
     dot = graphviz.Digraph("tensorgrad",
                            graph_attr={"fontname": "Helvetica", "fontsize": "11", **_LAYOUT},
@@ -174,9 +182,6 @@ def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, 
     cluster_id = {}
     for scope in scopes.children[None]:
         _add_cluster(dot.body, scope, "\t", scopes.children, members, numbers, cluster_id)
-    names = {node: "" if node in scopes.units else labels[node][0]  # a unit: the same in every step
-             for node in home if node in operations or node in markers}
-    rank, on_path = unfolded.ranks(rows, home, [edge[:2] for edge in edges], operations, names)
     dot.body += [_edge_line(tail, head, attributes, cluster_id, home, rank)
                  for tail, head, attributes, _ in edges]
     dot.body += _rank_lines(rows, home, rank, on_path)
@@ -601,6 +606,62 @@ def _rank_lines(rows, home, rank, on_path):
     lines = [f"\t{{rank=same; {'; '.join(nodes)}}}\n" for nodes in same.values() if len(nodes) > 1]
     group = {row: f"row{i}" for i, row in enumerate(rows)}
     return lines + [f"\t{node} [group={group[home[node].row]}]\n" for node in on_path]
+
+
+def _order_rows(rows, children, members, edges, placed, time):
+    """Add to ``members`` the invisible anchors that stack the rows in recording order (layer
+    0, its reverse direction, layer 1, ...) from the bottom up (``time="down"``: from left to
+    right).
+
+    Which of two clusters stands above the other is dot's choice, made while it minimises
+    edge crossings; it keeps the order of the flat edges between nodes outside clusters,
+    though, and avoids crossings. So wherever several rows meet (at the top level, or in a
+    cluster holding them), each cluster on the way to them gets an anchor there, before
+    time starts; the anchors stand on one rank, chained by flat edges in the rows' order
+    (in ``rankdir=LR`` a flat edge runs top to bottom), and each has an edge to the nodes
+    where its cluster begins: those with no edge coming in, and those on the first rank of
+    each of the first ``_ANCHORED_COLUMNS`` steps of its rows. Any other order of the
+    clusters crosses those edges. This steers dot rather than binds it (a cluster's place
+    is still its heuristic's choice), but it held on every drawing measured: see the
+    row order in benchmarks/README.md.
+    """
+    home, rank = placed
+    if len(rows) < 2:
+        return
+    parent = {child: container for container, kids in children.items() for child in kids}
+    order = defaultdict(list)  # container -> its clusters on the way to the rows, in row order
+    for row in rows:
+        path = [row]
+        while parent[path[-1]] is not None:
+            path.append(parent[path[-1]])
+        for container, child in zip([*path[1:], None], path, strict=True):
+            if child not in order[container]:
+                order[container].append(child)
+    start = {}  # Column -> its first rank
+    for node, level in rank.items():
+        start[home[node]] = min(start.get(home[node], level), level)
+    heads = {head for _, head in edges}
+    begins = defaultdict(list)  # cluster -> the nodes where it begins
+    for container, lines in members.items():
+        clusters = [container]
+        while clusters[-1] is not None:
+            clusters.append(parent[clusters[-1]])
+        for line in lines:  # each line declares one node: "\t<id> [...]"
+            node = line.split(None, 1)[0]
+            column = home.get(node)
+            if (node not in heads if column is None else
+                    column.position < _ANCHORED_COLUMNS and rank[node] == start[column]):
+                for cluster in clusters[:-1]:
+                    begins[cluster].append(node)
+    for k, (container, clusters) in enumerate(order.items()):
+        if len(clusters) < 2:
+            continue
+        anchors = {cluster: f"a{k}_{i}" for i, cluster in enumerate(clusters)}
+        downward = clusters if time == "down" else clusters[::-1]  # a flat edge: left to right in TB
+        lines = members[container]
+        lines += [f'\t{anchors[c]} [label="" class=anchor {_ANCHOR_STYLE}]\n' for c in clusters]
+        lines.append(f"\t{{rank=same; {' -> '.join(anchors[c] for c in downward)} [style=invis]}}\n")
+        lines += [f"\t{anchors[c]} -> {node} [style=invis]\n" for c in clusters for node in begins[c]]
 
 
 def _edge_line(tail, head, attributes, cluster_id, home, rank):

@@ -72,7 +72,9 @@ def _unescape(text):
 
 
 def parse(dot):
-    nodes, edges, clusters, path, shared, rows = {}, [], [], [], [], 0
+    """The nodes, edges and clusters of a drawing; the invisible anchors that keep the rows
+    in order (and their edges) are left out."""
+    nodes, edges, clusters, path, shared, rows, anchors = {}, [], [], [], [], 0, set()
     for line in dot.source.splitlines():
         if line.strip().startswith("subgraph cluster_"):
             path.append(None)  # its label comes on the next line
@@ -88,15 +90,20 @@ def parse(dot):
             tail, head, attributes = match[1], match[2], match[3] or ""
             if "dir=back" in attributes:  # written against the layout's direction
                 tail, head = head, tail
+            if tail in anchors:
+                continue
             if "lhead=" in attributes or "ltail=" in attributes:
                 shared.append((tail, head, re.search(r'label="([^"]*)"', attributes)[1]))
             else:
                 edges.append((tail, head))
-        elif match := _NODE.match(line):
+        elif (match := _NODE.match(line)) and match[3] == "anchor":
+            anchors.add(match[1])
+        elif match:
             assert match[1] not in nodes, f"node {match[1]} declared twice"
             cluster = tuple(p for p in path if p != "row")
             nodes[match[1]] = Node(_unescape(match[2]), match[3], cluster, match[4])
-    assert len(nodes) == dot.source.count(" [label=") - len(clusters) - rows, "a node line was not understood"
+    declared = dot.source.count(" [label=") - len(clusters) - rows - len(anchors)
+    assert len(nodes) == declared, "a node line was not understood"
     assert all(tail in nodes and head in nodes for tail, head in edges + [s[:2] for s in shared])
     return Drawing(nodes, edges, clusters, shared, rows)
 

@@ -7,9 +7,11 @@ folded to the stated number of nodes. These tests lay the drawings out with the 
 """
 
 import html
+import itertools
 import json
 import re
 import shutil
+from collections import defaultdict
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ import pytest
 import nn
 import tensorgrad as tg
 import tensorgrad.functions as F
+from nn.graph import transformer_graph, wavenet_dilations, wavenet_graph
 from tensorgrad import viz
 
 pytestmark = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
@@ -314,3 +317,154 @@ def test_bad_layout_arguments(rng):
         viz.make_dot(loss, time="up")
     with pytest.raises(ValueError, match=r"make_dot: shared must be 'fold' or 'edges'"):
         viz.make_dot(loss, shared="none")
+
+
+def row_spans(layout, axis):
+    """{row scope: (low, high)} of the centres of the row's steps along ``axis``: its step
+    clusters, and the nodes of its collapsed or folded steps."""
+    spans = {}
+    for row, clusters in layout.steps().items():
+        spans.setdefault(row, []).extend(centre(c, axis) for c in clusters.values())
+    for node in layout.nodes.values():
+        if node.get("class") in ("scope", "folded"):
+            spans.setdefault(_STEP.fullmatch(node["tooltip"])[1], []).append(node["centre"][axis])
+    return {row: (min(values), max(values)) for row, values in spans.items()}
+
+
+def assert_rows_stacked(layout, axis, expected):
+    """The rows stand apart along ``axis`` (0: x, 1: dot's y, growing upwards), in the order
+    ``expected`` from low to high: every step of one below every step of the next."""
+    spans = row_spans(layout, axis)
+    assert sorted(spans) == sorted(expected)
+    for lower, upper in itertools.pairwise(expected):
+        assert spans[lower][1] < spans[upper][0], (lower, upper, spans)
+
+
+def stacking(prefix, layers, bidirectional):
+    """The rows in recording order: layer 0, its reverse direction, layer 1, ..."""
+    return [f"{prefix}.l{k}{direction}" for k in range(layers)
+            for direction in ([""] + ([".reverse"] if bidirectional else []))]
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize(("layers", "bidirectional"),
+                         [(2, False), (3, False), (1, True), (2, True), (3, True)])
+@pytest.mark.parametrize(("steps", "hidden", "seed"), [(2, 2, 3), (5, 6, 4), (7, 3, 8)])
+def test_rows_stand_in_recording_order_from_the_bottom_up(mode, layers, bidirectional, steps, hidden, seed):
+    """Layer 0 at the bottom (x below s below y, as the notes draw it), each layer's reverse
+    direction just above its forward one; with time="down", the same from left to right."""
+    tg.manual_seed(seed)
+    layer = getattr(nn, mode)(3, hidden, num_layers=layers, bidirectional=bidirectional)
+    params = dict(layer.named_parameters())
+    loss = recurrent_loss(np.random.default_rng(seed), layer, steps)
+    expected = stacking(mode.lower(), layers, bidirectional)
+    for options in [{}, {"collapse": True}, {"steps": slice(1, 3)}, {"shared": "edges"}, {"time": "down"}]:
+        layout = Layout(viz.make_dot(loss, params=params, **options))
+        assert_rows_stacked(layout, 0 if options.get("time") == "down" else 1, expected)
+
+
+class MinimalGatedUnit(nn.Module):
+    """A user's cell: f = σ(W_f[x, h] + b_f), h' = (1 - f)⊙h + f⊙tanh(W_h[x, f⊙h] + b_h)."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.forget = nn.Linear(input_size + hidden_size, hidden_size)
+        self.candidate = nn.Linear(input_size + hidden_size, hidden_size)
+
+    def forward(self, x, h):
+        h = np.zeros((x.shape[0], self.hidden_size), x.dtype) if h is None else h
+        f = F.sigmoid(self.forget(F.concat([x, h], axis=1)))
+        return (1 - f) * h + f * F.tanh(self.candidate(F.concat([x, f * h], axis=1)))
+
+
+@pytest.mark.parametrize("cell", ["user", "LSTMCell"])
+def test_a_recurrent_layer_of_a_users_cell_is_drawn_unfolded(rng, cell):
+    steps, layers = 4, 2
+    tg.manual_seed(3)
+    make = MinimalGatedUnit if cell == "user" else nn.LSTMCell
+    layer = nn.Recurrent(make(6, 3), num_layers=layers, bidirectional=True)  # 6 = 2·3 inputs above layer 0
+    x = tg.Variable(rng.standard_normal((steps, 2, 6)).astype(np.float32), name="x")
+    output, _ = layer(x)
+    loss = (output * output).mean()
+    loss.backward(retain_grad=True)
+    params = dict(layer.named_parameters())
+    expected = stacking("recurrent", layers, True)
+    for time, axis, sign in [("right", 0, 1), ("down", 1, -1)]:
+        layout = Layout(viz.make_dot(loss, params=params, time=time))
+        rows = layout.steps()
+        assert sorted(rows) == sorted(expected)
+        for clusters in rows.values():  # each row's steps in time order along the time axis
+            centres = [sign * centre(clusters[t], axis) for t in range(steps)]
+            assert centres == sorted(centres) and len(set(centres)) == steps
+        assert_rows_stacked(layout, 1 - axis, expected)
+        for name in params:  # each weight drawn once, and a marker of it in every step of its row
+            (weight,) = layout.named(name, "parameter")
+            row = "recurrent.l" + name[len("cell_l"):].split(".")[0].replace("_", ".")
+            markers = layout.named(name, "marker")
+            held = sorted(t for m in markers for t, c in rows[row].items() if layout.inside(m, c))
+            assert held == list(range(steps)), (name, row)
+            assert [e[2]["headlabel"] for e in layout.edges if e[0] == weight] == [f"×{steps}"]
+
+
+def test_the_dilations_of_a_wavenet_are_the_notes_diagram(rng):
+    steps, layers = 12, 3
+    tg.manual_seed(4)
+    net = nn.WaveNet(2, layers)
+    layout = Layout(wavenet_dilations(net, steps))
+    position = {}  # (row, t) -> centre
+    for key, node in layout.nodes.items():
+        if node.get("class") == "position":
+            row, t = map(int, key[1:].split("_"))
+            position[row, t] = node["centre"]
+    assert sorted(position) == [(row, t) for row in range(layers + 1) for t in range(steps)]
+    for row in range(layers + 1):  # each row straight, time left to right
+        assert len({position[row, t][1] for t in range(steps)}) == 1
+        xs = [position[row, t][0] for t in range(steps)]
+        assert xs == sorted(xs) and len(set(xs)) == steps
+    heights = [position[row, 0][1] for row in range(layers + 1)]
+    assert heights == sorted(heights) and len(set(heights)) == layers + 1  # the input at the bottom
+    reads = defaultdict(set)  # (row, t) -> the positions of the row below it reads
+    for tail, head, edge in layout.edges:
+        if tail.startswith("n") and head.startswith("n") and edge.get("style") != "invis":
+            (a, s), (b, t) = (tuple(map(int, n[1:].split("_"))) for n in (tail, head))
+            upper, lower = ((a, s), (b, t)) if a > b else ((b, t), (a, s))
+            reads[upper].add(lower)
+    for k in range(1, layers + 1):  # kernel size 2: block k reads t and t - 2^(k-1)
+        for t in range(steps):
+            assert reads[k, t] == {(k - 1, s) for s in (t, t - 2 ** (k - 1)) if s >= 0}
+    # what the top row reaches is what the network's output at t depends on
+    x = tg.Variable(rng.standard_normal((1, 2, steps)).astype(np.float32))
+    for t in range(steps):
+        x.grad = None
+        net(x)[..., t].sum().backward()
+        reached = {(layers, t)}
+        for _ in range(layers):
+            reached |= {below for node in reached for below in reads[node]}
+        depends_on = set(np.flatnonzero(np.abs(x.grad.data).sum(axis=(0, 1))))
+        assert {s for row, s in reached if row == 0} == depends_on
+
+
+@pytest.mark.parametrize(("model", "scope", "sublayers"), [
+    ("transformer", "layers.{}", ["self_attn", "feed_forward"]),
+    ("wavenet", "wavenet.{}", []),
+])
+def test_layer_clusters_stand_in_data_flow_order_with_their_weights_once(model, scope, sublayers):
+    """Layer i + 1 reads layer i's output: dot's ranks put it lower (the rank axis runs down)."""
+    layers = 3
+    graph = transformer_graph(steps=4, num_layers=layers) if model == "transformer" else wavenet_graph(
+        steps=4, num_layers=layers)
+    layout = Layout(graph)
+    clusters = {c["tooltip"]: c for c in layout.clusters.values() if "tooltip" in c}
+    heights = [centre(clusters[scope.format(i)], 1) for i in range(layers)]
+    assert heights == sorted(heights, reverse=True) and len(set(heights)) == layers
+    for i in range(layers):  # the sublayers in order inside their layer's box
+        outer = clusters[scope.format(i)]["box"]
+        inner = [clusters[f"{scope.format(i)}/{name}"] for name in sublayers]
+        assert all(outer[0] <= c["box"][0] and c["box"][2] <= outer[2] and outer[1] <= c["box"][1]
+                   and c["box"][3] <= outer[3] for c in inner)
+        heights = [centre(c, 1) for c in inner]
+        assert heights == sorted(heights, reverse=True) and len(set(heights)) == len(sublayers)
+    names = [n["label"].split("\\n")[0] for n in layout.nodes.values() if n.get("class") == "parameter"]
+    assert len(names) == len(set(names))  # each weight once
+    assert {name.removeprefix("layers.").split(".")[0] for name in names} == {str(i) for i in range(layers)}
