@@ -83,7 +83,7 @@ def wavenet_dilations(net, steps):
     direction, so the rows stand in order too.
     """
     blocks = list(net.children())
-    names = ["input"] + [f"dilation {block.dilated.dilation}" for block in blocks]
+    names = ["input"] + [f"dilation {block.dilated.dilation[0]}" for block in blocks]
     dot = graphviz.Digraph("wavenet", graph_attr={"rankdir": "LR", "fontname": "Helvetica", "nodesep": "0.3"},
                            node_attr={"fontname": "Helvetica", "fontsize": "9", "shape": "circle",
                                       "width": "0.3", "fixedsize": "true", "style": "filled",
@@ -101,11 +101,11 @@ def wavenet_dilations(net, steps):
     labels = [f"label{row}" for row in reversed(range(len(names)))]  # a flat edge runs top to bottom
     dot.body.append(f"\t{{rank=same; {' -> '.join(labels)} [style=invis]}}\n")
     for k, block in enumerate(blocks, start=1):
-        conv = block.dilated
+        (dilation,), (kernel_size,) = block.dilated.dilation, block.dilated.kernel_size
         for t in range(steps):
             dot.body.append(f"\t{{rank=same; n{k}_{t} -> n{k - 1}_{t} [dir=back]}}\n")  # drawn upwards
-            dot.body += [f"\tn{k - 1}_{t - j * conv.dilation} -> n{k}_{t}\n"
-                         for j in range(1, conv.kernel_size) if t - j * conv.dilation >= 0]
+            dot.body += [f"\tn{k - 1}_{t - j * dilation} -> n{k}_{t}\n"
+                         for j in range(1, kernel_size) if t - j * dilation >= 0]
     return dot
 
 
