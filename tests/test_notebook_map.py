@@ -2,8 +2,7 @@
 
 Every row of the map names a notebook that exists and a section heading in it (a markdown
 heading of a cell; a heading that goes on after a colon may be cited up to the colon), or
-the notebook "—" and a reason why the item is not run. Rows of the "Planned" table name
-notebooks being written elsewhere: their sections are checked as soon as the notebook exists.
+the notebook "—" and a reason why the item is not run.
 """
 
 import pathlib
@@ -58,7 +57,7 @@ def _notebook(row):
 
 
 TABLES = _tables(README.read_text(encoding="utf-8"))
-MAP, PLANNED = TABLES.get("The map", []), TABLES.get("Planned", [])
+MAP = TABLES.get("The map", [])
 NOTES = {row[0] for row in (_cells(line) for line in README.read_text(encoding="utf-8").splitlines()
                             if re.match(r"\| 00\d \| `00\d_[0-9a-f]{16}\.txt`", line))}
 
@@ -81,19 +80,6 @@ def test_each_row_names_a_notebook_and_a_section_that_exist(row):
         assert row["section"] == NOT_RUN and row["asserts"].startswith("not run: "), row
         return
     path = NOTEBOOKS / _notebook(row)
-    assert path.exists(), f"{path.name} does not exist (a notebook still being written goes in 'Planned')"
+    assert path.exists(), f"{path.name} does not exist"
     headings = _headings(path)
     assert _has_section(headings, row["section"]), f"{path.name}: no section {row['section']!r} in {headings}"
-
-
-@pytest.mark.parametrize("row", PLANNED, ids=_ids(PLANNED))
-def test_a_planned_row_is_checked_once_its_notebook_exists(row):
-    assert row["notes"] in NOTES and row["item"] and row["section"] and row["asserts"], row
-    assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", _notebook(row)), row
-    path = NOTEBOOKS / _notebook(row)
-    if path.exists():
-        headings = _headings(path)
-        assert _has_section(headings, row["section"]), (
-            f"{path.name} now exists but has no section {row['section']!r}: move the row to the map "
-            f"with one of its headings {headings}")
-
