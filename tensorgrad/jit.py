@@ -47,6 +47,7 @@ import weakref
 import numpy as np
 
 from tensorgrad.function import Function
+from tensorgrad.jit_code import Line, compile_lines, store
 from tensorgrad.modes import set_grad_enabled, state
 from tensorgrad.variable import Variable
 
@@ -671,17 +672,6 @@ def bind(function, bindings, env):
             setattr(function, name, tuple(items))
 
 
-def store(env, slots, ys):
-    """Put a forward's result (an array, or a tuple of them) into ``slots``."""
-    if type(ys) is np.ndarray:
-        env[slots[0]] = ys
-    elif type(ys) is tuple:
-        for s, y in zip(slots, ys):
-            env[s] = y
-    else:
-        env[slots[0]] = np.asarray(ys)  # a NumPy scalar, as Variable._result does
-
-
 # ----------------------------------------------------------------------------- the plan
 class Plan:
     """A traced function: forward and backward steps over slots, and what to read at a replay.
@@ -719,10 +709,11 @@ class Plan:
         self.frees = {True: _frees(self.forward, read_in_backward | outputs),  # recorded: keep for backward
                       False: _frees(self.forward, outputs)}
         self.backward_frees = _frees(self.backward, {g for g in input_grads if g is not None})
-        self.programs = {record: [(k, step, None if step.bindings or step.frame else step.function.forward,
-                                   step.inputs, step.outputs, frees)
-                                  for (k, step), frees in zip(self.kept, self.frees[record], strict=True)]
+        self.programs = {record: [(k, step, frees) for (k, step), frees in zip(self.kept, self.frees[record],
+                                                                              strict=True)]
                          for record in (True, False)}
+        self.compiled = {}  # True, False (recorded or not), "backward" -> the steps compiled (jit_code)
+        self.kinds = {}  # True, False -> what each forward step returned at the first replay
         self.backward_program = [
             (step, step.function.forward if type(step) is Step and not step.bindings else None,
              getattr(step, "inputs", None), getattr(step, "outputs", None), frees)
@@ -750,24 +741,58 @@ class Plan:
         return self.rebuild(outputs)
 
     def run_forward(self, arrays, record):
-        """(the environment after the forward steps, the frames of the Functions with numpy_backward)."""
+        """(the environment after the forward steps, the frames of the Functions with numpy_backward).
+
+        The first replay runs the steps one by one and notes what each returns; the next ones
+        run the plan compiled into Python source (:mod:`tensorgrad.jit_code`), compiled before
+        the steps of the second one, when none of its arrays are live yet, so that compiling
+        adds nothing to a replay's peak memory."""
+        run = self.compiled.get(record)
+        if run is None and record in self.kinds:
+            run = self.compiled[record] = compile_lines(self._forward_lines(record), self.name, _SHARED)
+        if record and "backward" in self.kinds and "backward" not in self.compiled:
+            self.compiled["backward"] = compile_lines(self._backward_lines(), f"{self.name} (backward)",
+                                                      _SHARED)
         env = [None] * self.size
         for s, a in zip(self.input_slots, arrays, strict=True):
             env[s] = a
         for s, v in self.leaves:
             env[s] = v.data
         frames = {} if record else None
-        for k, step, forward, inputs, outputs, frees in self.programs[record]:
-            if forward is None:  # a frame, or a Function whose constants are bound first
-                if record and step.frame:
-                    frames[k] = _run_frame(step, env)
-                else:
-                    step.run(env)
-            else:  # the common case, without a method call: a tiny op's cost is mostly Python
-                store(env, outputs, forward(*[env[s] for s in inputs]))
+        if run is not None:
+            return run(env, frames), frames
+        kinds = []
+        for k, step, frees in self.programs[record]:
+            if record and step.frame:
+                frames[k] = _run_frame(step, env)
+                kinds.append(None)
+            else:
+                if step.bindings:
+                    bind(step.function, step.bindings, env)
+                kinds.append(store(env, step.outputs, step.function.forward(*[env[s] for s in step.inputs])))
             for s in frees:
                 env[s] = None
+        self.kinds[record] = kinds
         return env, frames
+
+    def _forward_lines(self, record):
+        lines = []
+        for (k, step, frees), kind in zip(self.programs[record], self.kinds[record], strict=True):
+            if record and step.frame:
+                lines.append(Line(None, (), (), None, frees, f"frames[{k}] = run_frame(step{{n}}, env)",
+                                  {"step": step}))
+                continue
+            if step.bindings:
+                lines.append(Line(None, (), (), None, (), "bind(function{n}, bindings{n}, env)",
+                                  {"function": step.function, "bindings": step.bindings}))
+            lines.append(Line(step.function.forward, step.inputs, step.outputs, kind, frees))
+        return lines
+
+    def _backward_lines(self):
+        return [Line(None, (), (), None, frees, "step{n}.run(env, frames)", {"step": step}) if forward is None
+                else Line(forward, inputs, outputs, kind, frees)
+                for (step, forward, inputs, outputs, frees), kind in zip(self.backward_program,
+                                                                         self.kinds["backward"], strict=True)]
 
     def run_backward(self, env, frames, grad_outputs):
         """The gradients of the replay node's inputs (None where none) from its outputs' gradients."""
@@ -776,13 +801,20 @@ class Plan:
                 env[s] = g
         for s, a in self.constants:
             env[s] = a
-        for step, forward, inputs, outputs, frees in self.backward_program:
-            if forward is None:
-                step.run(env, frames)
-            else:
-                store(env, outputs, forward(*[env[s] for s in inputs]))
-            for s in frees:
-                env[s] = None
+        run = self.compiled.get("backward")
+        if run is not None:
+            run(env, frames)
+        else:
+            kinds = []
+            for step, forward, inputs, outputs, frees in self.backward_program:
+                if forward is None:
+                    step.run(env, frames)
+                    kinds.append(None)
+                else:
+                    kinds.append(store(env, outputs, forward(*[env[s] for s in inputs])))
+                for s in frees:
+                    env[s] = None
+            self.kinds["backward"] = kinds
         return tuple(None if s is None else env[s] for s in self.input_grads)
 
     def __repr__(self):
@@ -846,6 +878,9 @@ def _run_frame(step, env):
     outputs = tuple(Variable._result(env[s], True) for s in step.outputs)
     frame.outputs = tuple(map(weakref.ref, outputs))
     return frame, outputs
+
+
+_SHARED = {"bind": bind, "run_frame": _run_frame}  # names the compiled plans call
 
 
 class _Replayed(Function):
