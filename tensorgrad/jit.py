@@ -11,14 +11,18 @@ at trace time:
 
 - a Function with an array-level backward (``numpy_backward``) is a step that calls it. Its
   ``numpy_backward`` reads what its forward saved and its ``inputs``, so each replay runs
-  such a Function on a copy of its own (a *frame*, with Variables wrapping its arrays):
-  two replays whose backward is pending never share saved arrays. These Functions (the
-  fused cells, the cross-entropy) are the only ones with an object per replay;
+  such a Function on a copy of its own (a *frame*, whose ``inputs`` and ``outputs`` hold
+  this replay's arrays): two replays whose backward is pending never share saved arrays.
+  These Functions (the fused cells, the cross-entropy) are the only ones with an object per
+  replay;
 - any other Function's backward, written in Variable operations, is run once at trace time
   and the operations it performs are recorded as steps (a traced backward), so that
   replaying them computes its gradients from the new arrays;
 - gradients reaching one array from several consumers are added in the order the eager
   engine adds them, so a replay gives the eager run's values bit for bit.
+
+From the second replay on, the steps run as one compiled Python function, a line of
+source per step (:mod:`tensorgrad.jit_code`), without the loop of an interpreter.
 
 A replay is recorded on the tape as one node, whose backward runs the backward plan and
 hands gradients to the plan's inputs: the array arguments that require them and the leaf
@@ -42,7 +46,6 @@ of a sequence in one matmul.
 
 import collections
 import functools
-import weakref
 
 import numpy as np
 
@@ -544,7 +547,7 @@ class NumpyBackward:
         return tuple(s for s in self.grad_inputs + (self.hidden_side,) if s is not None)
 
     def run(self, env, frames):
-        frame = frames[self.k][0]
+        frame = frames[self.k]
         gxs = frame.numpy_backward(*[env[s] for s in self.grad_outputs])
         if self.hidden_side is not None:
             env[self.hidden_side] = frame.grad_hidden_side
@@ -865,8 +868,8 @@ def _template(function):
 
 def _run_frame(step, env):
     """Run a Function with ``numpy_backward`` on a copy of its own (its frame): what its forward
-    saves, and the Variables its numpy_backward reads as ``inputs`` and ``outputs``, belong to
-    this replay. Returns (frame, its output Variables, kept alive for the backward)."""
+    saves, and the arrays its numpy_backward reads as ``inputs`` and ``outputs``, belong to
+    this replay. Returns the frame."""
     template = step.function
     frame = _new_object(type(template))
     frame.__dict__.update(template.__dict__)
@@ -874,10 +877,35 @@ def _run_frame(step, env):
         bind(frame, step.bindings, env)
     arrays = [env[s] for s in step.inputs]
     store(env, step.outputs, frame.forward(*arrays))
-    frame.inputs = tuple(Variable._result(a, rg) for a, rg in zip(arrays, step.requires_grad, strict=True))
-    outputs = tuple(Variable._result(env[s], True) for s in step.outputs)
-    frame.outputs = tuple(map(weakref.ref, outputs))
-    return frame, outputs
+    frame.inputs = tuple(map(_Held, arrays, step.requires_grad))
+    frame.outputs = tuple(_Held(env[s], True) for s in step.outputs)
+    return frame
+
+
+class _Held:
+    """An input or output of a frame as its ``numpy_backward`` reads it: ``data`` and
+    ``requires_grad``, as on a Variable, without the rest of one (a frame is made per cell and
+    replay). Called, it returns itself, as the weak reference to an output does."""
+
+    __slots__ = ("data", "requires_grad")
+
+    def __init__(self, data, requires_grad):
+        self.data, self.requires_grad = data, requires_grad
+
+    def __call__(self):
+        return self
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
 
 
 _SHARED = {"bind": bind, "run_frame": _run_frame}  # names the compiled plans call
