@@ -50,7 +50,7 @@ import functools
 import numpy as np
 
 from tensorgrad.function import Function
-from tensorgrad.jit_code import Line, compile_lines, store
+from tensorgrad.jit_code import Line, assignment, compile_lines, store
 from tensorgrad.modes import set_grad_enabled, state
 from tensorgrad.variable import Variable
 
@@ -547,15 +547,30 @@ class NumpyBackward:
         return tuple(s for s in self.grad_inputs + (self.hidden_side,) if s is not None)
 
     def run(self, env, frames):
+        """Returns whether the gradients came as one array or a tuple, each of its input's dtype
+        (or None): then the compiled line stores them as they come (``line``)."""
         frame = frames[self.k]
         gxs = frame.numpy_backward(*[env[s] for s in self.grad_outputs])
         if self.hidden_side is not None:
             env[self.hidden_side] = frame.grad_hidden_side
-        if not isinstance(gxs, tuple):
+        single = not isinstance(gxs, tuple)
+        if single:
             gxs = (gxs,)
+        as_they_come = True
         for s, g, dtype in zip(self.grad_inputs, gxs, self.dtypes, strict=True):
             if s is not None:
+                as_they_come &= g is None or g.dtype == dtype
                 env[s] = g if g is None or g.dtype == dtype else g.astype(dtype)
+        return ("array" if single else "tuple") if as_they_come else None
+
+    def line(self, kind):
+        """The compiled source of this step, for gradients that come as ``kind`` says (see ``run``)."""
+        targets = ", ".join("_" if s is None else f"env[{s}]" for s in self.grad_inputs)
+        call = f"frames[{self.k}].numpy_backward({', '.join(f'env[{s}]' for s in self.grad_outputs)})"
+        source = f"{targets} = {call}" if kind == "array" else f"{targets}, = {call}"
+        if self.hidden_side is not None:
+            source += f"\nenv[{self.hidden_side}] = frames[{self.k}].grad_hidden_side"
+        return source
 
     def __repr__(self):
         outs = ", ".join("_" if s is None else f"s{s}" for s in self.grad_inputs)
@@ -608,15 +623,23 @@ class Accumulate:
         return (self.total,)
 
     def run(self, env, frames):
+        """Returns "arrays" when both gradients were arrays (not None): then the compiled line adds them."""
         a, b = env[self.a], env[self.b]
         if a is None or b is None:  # a numpy_backward may give None: the sum is the other, as an array
             if not (b is None and self.total == self.a):  # of the plan's own, since it may be added to
                 other = b if a is None else a
                 env[self.total] = None if other is None else other.copy()
-        elif self.total == self.a:
+            return None
+        if self.total == self.a:
             a += b
         else:
             env[self.total] = a + b
+        return "arrays"
+
+    def line(self, kind):
+        if self.total == self.a:
+            return f"env[{self.a}] += env[{self.b}]"
+        return f"env[{self.total}] = env[{self.a}] + env[{self.b}]"
 
     def __repr__(self):
         return f"s{self.a} += s{self.b}" if self.total == self.a else f"s{self.total} = s{self.a} + s{self.b}"
@@ -767,8 +790,8 @@ class Plan:
         kinds = []
         for k, step, frees in self.programs[record]:
             if record and step.frame:
-                frames[k] = _run_frame(step, env)
-                kinds.append(None)
+                frames[k], kind = _run_frame(step, env)
+                kinds.append(kind)
             else:
                 if step.bindings:
                     bind(step.function, step.bindings, env)
@@ -782,8 +805,9 @@ class Plan:
         lines = []
         for (k, step, frees), kind in zip(self.programs[record], self.kinds[record], strict=True):
             if record and step.frame:
-                lines.append(Line(None, (), (), None, frees, f"frames[{k}] = run_frame(step{{n}}, env)",
-                                  {"step": step}))
+                lines.append(Line(None, (), (), None, frees, _frame_source(k, step, kind),
+                                  {"function": step.function, "forward": type(step.function).forward,
+                                   "bindings": step.bindings}))
                 continue
             if step.bindings:
                 lines.append(Line(None, (), (), None, (), "bind(function{n}, bindings{n}, env)",
@@ -792,10 +816,16 @@ class Plan:
         return lines
 
     def _backward_lines(self):
-        return [Line(None, (), (), None, frees, "step{n}.run(env, frames)", {"step": step}) if forward is None
-                else Line(forward, inputs, outputs, kind, frees)
-                for (step, forward, inputs, outputs, frees), kind in zip(self.backward_program,
-                                                                         self.kinds["backward"], strict=True)]
+        lines = []
+        kinds = self.kinds["backward"]
+        for (step, forward, inputs, outputs, frees), kind in zip(self.backward_program, kinds, strict=True):
+            if forward is not None:
+                lines.append(Line(forward, inputs, outputs, kind, frees))
+            elif kind is not None:  # a step that writes its own line, for what it gave at the first replay
+                lines.append(Line(None, (), (), None, frees, step.line(kind)))
+            else:
+                lines.append(Line(None, (), (), None, frees, "step{n}.run(env, frames)", {"step": step}))
+        return lines
 
     def run_backward(self, env, frames, grad_outputs):
         """The gradients of the replay node's inputs (None where none) from its outputs' gradients."""
@@ -811,8 +841,7 @@ class Plan:
             kinds = []
             for step, forward, inputs, outputs, frees in self.backward_program:
                 if forward is None:
-                    step.run(env, frames)
-                    kinds.append(None)
+                    kinds.append(step.run(env, frames))
                 else:
                     kinds.append(store(env, outputs, forward(*[env[s] for s in inputs])))
                 for s in frees:
@@ -876,10 +905,24 @@ def _run_frame(step, env):
     if step.bindings:
         bind(frame, step.bindings, env)
     arrays = [env[s] for s in step.inputs]
-    store(env, step.outputs, frame.forward(*arrays))
+    kind = store(env, step.outputs, frame.forward(*arrays))
     frame.inputs = tuple(map(_Held, arrays, step.requires_grad))
     frame.outputs = tuple(_Held(env[s], True) for s in step.outputs)
-    return frame
+    return frame, kind
+
+
+def _frame_source(k, step, kind):
+    """``_run_frame`` as lines of the compiled plan, for a forward that returns ``kind``."""
+    ins = [f"env[{s}]" for s in step.inputs]
+    lines = ["frame = new(type(function{n}))", "frame.__dict__.update(function{n}.__dict__)"]
+    if step.bindings:
+        lines.append("bind(frame, bindings{n}, env)")
+    lines.append(assignment(step.outputs, kind, f"forward{{n}}(frame, {', '.join(ins)})"))
+    held = "".join(f"Held({a}, {rg}), " for a, rg in zip(ins, step.requires_grad, strict=True))
+    lines.append(f"frame.inputs = ({held})")
+    lines.append(f"frame.outputs = ({''.join(f'Held(env[{s}], True), ' for s in step.outputs)})")
+    lines.append(f"frames[{k}] = frame")
+    return "\n".join(lines)
 
 
 class _Held:
@@ -908,7 +951,7 @@ class _Held:
         return self.data.ndim
 
 
-_SHARED = {"bind": bind, "run_frame": _run_frame}  # names the compiled plans call
+_SHARED = {"bind": bind, "new": _new_object, "Held": _Held}  # names the compiled plans use
 
 
 class _Replayed(Function):

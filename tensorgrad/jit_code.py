@@ -9,7 +9,7 @@ function, each step a line over the environment ``env`` of arrays::
     env[5] = f3(env[2], env[1])       # a step: its Function's forward
     env[2] = None                     # a slot after its last use
     env[7], env[8] = f4(env[5])       # a step with two outputs
-    frames[6] = run_frame(step6, env) # a Function whose numpy_backward runs later
+    frames[6] = frame                 # (after lines making it) a Function whose numpy_backward runs later
 
 and compiled. What each step returns (an array, a tuple of arrays, a NumPy scalar) is
 taken from a first replay, which runs the steps one by one (:func:`interpret`).
@@ -69,11 +69,11 @@ def compile_lines(lines, name, shared=None):
         if line.call is None:
             for key, value in line.names.items():
                 namespace[f"{key}{n}"] = value
-            body.append(line.extra.format(n=n))
+            body.extend(line.extra.replace("{n}", str(n)).split("\n"))
         else:
             namespace[f"f{n}"] = line.call
             call = f"f{n}({', '.join(f'env[{s}]' for s in line.inputs)})"
-            body.append(_assignment(line.outputs, line.kind, call))
+            body.append(assignment(line.outputs, line.kind, call))
         if line.frees:
             body.append(" = ".join(f"env[{s}]" for s in line.frees) + " = None")
     parts = []
@@ -104,7 +104,7 @@ def _compiled(source, name, namespace):
     return part
 
 
-def _assignment(outputs, kind, call):
+def assignment(outputs, kind, call):
     if kind == NOTHING or not outputs:
         return call
     if kind == ARRAY:
