@@ -849,6 +849,13 @@ class Plan:
             self.kinds["backward"] = kinds
         return tuple(None if s is None else env[s] for s in self.input_grads)
 
+    @property
+    def source(self):
+        """The compiled Python source of the forward (recorded, else unrecorded) and backward steps,
+        as far as compiled (from the second replay on); "" before."""
+        parts = [self.compiled.get(record) for record in (True, False, "backward")]
+        return "".join(run.source for run in parts if run is not None)
+
     def __repr__(self):
         lines = [f"plan of {self.name}: {len(self.forward)} forward, {len(self.backward)} backward steps"]
         lines += [f"  {step!r}" for step in self.forward]
