@@ -11,14 +11,18 @@ at trace time:
 
 - a Function with an array-level backward (``numpy_backward``) is a step that calls it. Its
   ``numpy_backward`` reads what its forward saved and its ``inputs``, so each replay runs
-  such a Function on a copy of its own (a *frame*, with Variables wrapping its arrays):
-  two replays whose backward is pending never share saved arrays. These Functions (the
-  fused cells, the cross-entropy) are the only ones with an object per replay;
+  such a Function on a copy of its own (a *frame*, whose ``inputs`` and ``outputs`` hold
+  this replay's arrays): two replays whose backward is pending never share saved arrays.
+  These Functions (the fused cells, the cross-entropy) are the only ones with an object per
+  replay;
 - any other Function's backward, written in Variable operations, is run once at trace time
   and the operations it performs are recorded as steps (a traced backward), so that
   replaying them computes its gradients from the new arrays;
 - gradients reaching one array from several consumers are added in the order the eager
   engine adds them, so a replay gives the eager run's values bit for bit.
+
+From the second replay on, the steps run as one compiled Python function, a line of
+source per step (:mod:`tensorgrad.jit_code`), without the loop of an interpreter.
 
 A replay is recorded on the tape as one node, whose backward runs the backward plan and
 hands gradients to the plan's inputs: the array arguments that require them and the leaf
@@ -42,11 +46,11 @@ of a sequence in one matmul.
 
 import collections
 import functools
-import weakref
 
 import numpy as np
 
 from tensorgrad.function import Function
+from tensorgrad.jit_code import Line, assignment, compile_lines, store
 from tensorgrad.modes import set_grad_enabled, state
 from tensorgrad.variable import Variable
 
@@ -543,15 +547,30 @@ class NumpyBackward:
         return tuple(s for s in self.grad_inputs + (self.hidden_side,) if s is not None)
 
     def run(self, env, frames):
-        frame = frames[self.k][0]
+        """Returns whether the gradients came as one array or a tuple, each of its input's dtype
+        (or None): then the compiled line stores them as they come (``line``)."""
+        frame = frames[self.k]
         gxs = frame.numpy_backward(*[env[s] for s in self.grad_outputs])
         if self.hidden_side is not None:
             env[self.hidden_side] = frame.grad_hidden_side
-        if not isinstance(gxs, tuple):
+        single = not isinstance(gxs, tuple)
+        if single:
             gxs = (gxs,)
+        as_they_come = True
         for s, g, dtype in zip(self.grad_inputs, gxs, self.dtypes, strict=True):
             if s is not None:
+                as_they_come &= g is None or g.dtype == dtype
                 env[s] = g if g is None or g.dtype == dtype else g.astype(dtype)
+        return ("array" if single else "tuple") if as_they_come else None
+
+    def line(self, kind):
+        """The compiled source of this step, for gradients that come as ``kind`` says (see ``run``)."""
+        targets = ", ".join("_" if s is None else f"env[{s}]" for s in self.grad_inputs)
+        call = f"frames[{self.k}].numpy_backward({', '.join(f'env[{s}]' for s in self.grad_outputs)})"
+        source = f"{targets} = {call}" if kind == "array" else f"{targets}, = {call}"
+        if self.hidden_side is not None:
+            source += f"\nenv[{self.hidden_side}] = frames[{self.k}].grad_hidden_side"
+        return source
 
     def __repr__(self):
         outs = ", ".join("_" if s is None else f"s{s}" for s in self.grad_inputs)
@@ -604,15 +623,23 @@ class Accumulate:
         return (self.total,)
 
     def run(self, env, frames):
+        """Returns "arrays" when both gradients were arrays (not None): then the compiled line adds them."""
         a, b = env[self.a], env[self.b]
         if a is None or b is None:  # a numpy_backward may give None: the sum is the other, as an array
             if not (b is None and self.total == self.a):  # of the plan's own, since it may be added to
                 other = b if a is None else a
                 env[self.total] = None if other is None else other.copy()
-        elif self.total == self.a:
+            return None
+        if self.total == self.a:
             a += b
         else:
             env[self.total] = a + b
+        return "arrays"
+
+    def line(self, kind):
+        if self.total == self.a:
+            return f"env[{self.a}] += env[{self.b}]"
+        return f"env[{self.total}] = env[{self.a}] + env[{self.b}]"
 
     def __repr__(self):
         return f"s{self.a} += s{self.b}" if self.total == self.a else f"s{self.total} = s{self.a} + s{self.b}"
@@ -671,17 +698,6 @@ def bind(function, bindings, env):
             setattr(function, name, tuple(items))
 
 
-def store(env, slots, ys):
-    """Put a forward's result (an array, or a tuple of them) into ``slots``."""
-    if type(ys) is np.ndarray:
-        env[slots[0]] = ys
-    elif type(ys) is tuple:
-        for s, y in zip(slots, ys):
-            env[s] = y
-    else:
-        env[slots[0]] = np.asarray(ys)  # a NumPy scalar, as Variable._result does
-
-
 # ----------------------------------------------------------------------------- the plan
 class Plan:
     """A traced function: forward and backward steps over slots, and what to read at a replay.
@@ -719,10 +735,11 @@ class Plan:
         self.frees = {True: _frees(self.forward, read_in_backward | outputs),  # recorded: keep for backward
                       False: _frees(self.forward, outputs)}
         self.backward_frees = _frees(self.backward, {g for g in input_grads if g is not None})
-        self.programs = {record: [(k, step, None if step.bindings or step.frame else step.function.forward,
-                                   step.inputs, step.outputs, frees)
-                                  for (k, step), frees in zip(self.kept, self.frees[record], strict=True)]
+        self.programs = {record: [(k, step, frees) for (k, step), frees in zip(self.kept, self.frees[record],
+                                                                              strict=True)]
                          for record in (True, False)}
+        self.compiled = {}  # True, False (recorded or not), "backward" -> the steps compiled (jit_code)
+        self.kinds = {}  # True, False -> what each forward step returned at the first replay
         self.backward_program = [
             (step, step.function.forward if type(step) is Step and not step.bindings else None,
              getattr(step, "inputs", None), getattr(step, "outputs", None), frees)
@@ -750,24 +767,65 @@ class Plan:
         return self.rebuild(outputs)
 
     def run_forward(self, arrays, record):
-        """(the environment after the forward steps, the frames of the Functions with numpy_backward)."""
+        """(the environment after the forward steps, the frames of the Functions with numpy_backward).
+
+        The first replay runs the steps one by one and notes what each returns; the next ones
+        run the plan compiled into Python source (:mod:`tensorgrad.jit_code`), compiled before
+        the steps of the second one, when none of its arrays are live yet, so that compiling
+        adds nothing to a replay's peak memory."""
+        run = self.compiled.get(record)
+        if run is None and record in self.kinds:
+            run = self.compiled[record] = compile_lines(self._forward_lines(record), self.name, _SHARED)
+        if record and "backward" in self.kinds and "backward" not in self.compiled:
+            self.compiled["backward"] = compile_lines(self._backward_lines(), f"{self.name} (backward)",
+                                                      _SHARED)
         env = [None] * self.size
         for s, a in zip(self.input_slots, arrays, strict=True):
             env[s] = a
         for s, v in self.leaves:
             env[s] = v.data
         frames = {} if record else None
-        for k, step, forward, inputs, outputs, frees in self.programs[record]:
-            if forward is None:  # a frame, or a Function whose constants are bound first
-                if record and step.frame:
-                    frames[k] = _run_frame(step, env)
-                else:
-                    step.run(env)
-            else:  # the common case, without a method call: a tiny op's cost is mostly Python
-                store(env, outputs, forward(*[env[s] for s in inputs]))
+        if run is not None:
+            return run(env, frames), frames
+        kinds = []
+        for k, step, frees in self.programs[record]:
+            if record and step.frame:
+                frames[k], kind = _run_frame(step, env)
+                kinds.append(kind)
+            else:
+                if step.bindings:
+                    bind(step.function, step.bindings, env)
+                kinds.append(store(env, step.outputs, step.function.forward(*[env[s] for s in step.inputs])))
             for s in frees:
                 env[s] = None
+        self.kinds[record] = kinds
         return env, frames
+
+    def _forward_lines(self, record):
+        lines = []
+        for (k, step, frees), kind in zip(self.programs[record], self.kinds[record], strict=True):
+            if record and step.frame:
+                lines.append(Line(None, (), (), None, frees, _frame_source(k, step, kind),
+                                  {"function": step.function, "forward": type(step.function).forward,
+                                   "bindings": step.bindings}))
+                continue
+            if step.bindings:
+                lines.append(Line(None, (), (), None, (), "bind(function{n}, bindings{n}, env)",
+                                  {"function": step.function, "bindings": step.bindings}))
+            lines.append(Line(step.function.forward, step.inputs, step.outputs, kind, frees))
+        return lines
+
+    def _backward_lines(self):
+        lines = []
+        kinds = self.kinds["backward"]
+        for (step, forward, inputs, outputs, frees), kind in zip(self.backward_program, kinds, strict=True):
+            if forward is not None:
+                lines.append(Line(forward, inputs, outputs, kind, frees))
+            elif kind is not None:  # a step that writes its own line, for what it gave at the first replay
+                lines.append(Line(None, (), (), None, frees, step.line(kind)))
+            else:
+                lines.append(Line(None, (), (), None, frees, "step{n}.run(env, frames)", {"step": step}))
+        return lines
 
     def run_backward(self, env, frames, grad_outputs):
         """The gradients of the replay node's inputs (None where none) from its outputs' gradients."""
@@ -776,14 +834,27 @@ class Plan:
                 env[s] = g
         for s, a in self.constants:
             env[s] = a
-        for step, forward, inputs, outputs, frees in self.backward_program:
-            if forward is None:
-                step.run(env, frames)
-            else:
-                store(env, outputs, forward(*[env[s] for s in inputs]))
-            for s in frees:
-                env[s] = None
+        run = self.compiled.get("backward")
+        if run is not None:
+            run(env, frames)
+        else:
+            kinds = []
+            for step, forward, inputs, outputs, frees in self.backward_program:
+                if forward is None:
+                    kinds.append(step.run(env, frames))
+                else:
+                    kinds.append(store(env, outputs, forward(*[env[s] for s in inputs])))
+                for s in frees:
+                    env[s] = None
+            self.kinds["backward"] = kinds
         return tuple(None if s is None else env[s] for s in self.input_grads)
+
+    @property
+    def source(self):
+        """The compiled Python source of the forward (recorded, else unrecorded) and backward steps,
+        as far as compiled (from the second replay on); "" before."""
+        parts = [self.compiled.get(record) for record in (True, False, "backward")]
+        return "".join(run.source for run in parts if run is not None)
 
     def __repr__(self):
         lines = [f"plan of {self.name}: {len(self.forward)} forward, {len(self.backward)} backward steps"]
@@ -833,19 +904,61 @@ def _template(function):
 
 def _run_frame(step, env):
     """Run a Function with ``numpy_backward`` on a copy of its own (its frame): what its forward
-    saves, and the Variables its numpy_backward reads as ``inputs`` and ``outputs``, belong to
-    this replay. Returns (frame, its output Variables, kept alive for the backward)."""
+    saves, and the arrays its numpy_backward reads as ``inputs`` and ``outputs``, belong to
+    this replay. Returns the frame."""
     template = step.function
     frame = _new_object(type(template))
     frame.__dict__.update(template.__dict__)
     if step.bindings:
         bind(frame, step.bindings, env)
     arrays = [env[s] for s in step.inputs]
-    store(env, step.outputs, frame.forward(*arrays))
-    frame.inputs = tuple(Variable._result(a, rg) for a, rg in zip(arrays, step.requires_grad, strict=True))
-    outputs = tuple(Variable._result(env[s], True) for s in step.outputs)
-    frame.outputs = tuple(map(weakref.ref, outputs))
-    return frame, outputs
+    kind = store(env, step.outputs, frame.forward(*arrays))
+    frame.inputs = tuple(map(_Held, arrays, step.requires_grad))
+    frame.outputs = tuple(_Held(env[s], True) for s in step.outputs)
+    return frame, kind
+
+
+def _frame_source(k, step, kind):
+    """``_run_frame`` as lines of the compiled plan, for a forward that returns ``kind``."""
+    ins = [f"env[{s}]" for s in step.inputs]
+    lines = ["frame = new(type(function{n}))", "frame.__dict__.update(function{n}.__dict__)"]
+    if step.bindings:
+        lines.append("bind(frame, bindings{n}, env)")
+    lines.append(assignment(step.outputs, kind, f"forward{{n}}(frame, {', '.join(ins)})"))
+    held = "".join(f"Held({a}, {rg}), " for a, rg in zip(ins, step.requires_grad, strict=True))
+    lines.append(f"frame.inputs = ({held})")
+    lines.append(f"frame.outputs = ({''.join(f'Held(env[{s}], True), ' for s in step.outputs)})")
+    lines.append(f"frames[{k}] = frame")
+    return "\n".join(lines)
+
+
+class _Held:
+    """An input or output of a frame as its ``numpy_backward`` reads it: ``data`` and
+    ``requires_grad``, as on a Variable, without the rest of one (a frame is made per cell and
+    replay). Called, it returns itself, as the weak reference to an output does."""
+
+    __slots__ = ("data", "requires_grad")
+
+    def __init__(self, data, requires_grad):
+        self.data, self.requires_grad = data, requires_grad
+
+    def __call__(self):
+        return self
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+
+_SHARED = {"bind": bind, "new": _new_object, "Held": _Held}  # names the compiled plans use
 
 
 class _Replayed(Function):

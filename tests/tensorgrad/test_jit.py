@@ -315,6 +315,35 @@ def test_value_branches_and_the_train_mode_are_frozen_in_the_trace():
     assert not (dropout(x).data == 0).any()
 
 
+def test_from_the_second_replay_on_the_plan_runs_as_compiled_source_with_the_eager_values(rng):
+    cell = nn.LSTMCell(3, 4)  # a fused cell: its numpy_backward runs from a frame
+
+    def f(x, c):
+        h = F.tanh(x * c) + c
+        h, _ = cell(h[:, :3])
+        return (h * h).sum() + h.sum()  # h used twice: its gradients are summed
+
+    jf = tg.jit(f)
+    for call in range(5):
+        x = tg.Variable(rng.standard_normal((2, 4)).astype(np.float32))
+        c = rng.standard_normal((2, 4)).astype(np.float32)
+        cell.zero_grad()
+        expected = f(x, c)
+        expected.backward()
+        grads = [x.grad.data.copy()] + [p.grad.data.copy() for p in cell.parameters()]
+        x.cleargrad()
+        cell.zero_grad()
+        got = jf(x, c)
+        got.backward()
+        np.testing.assert_array_equal(got.data, expected.data)
+        for a, b in zip(grads, [x.grad.data] + [p.grad.data for p in cell.parameters()], strict=True):
+            np.testing.assert_array_equal(a, b)
+        assert (jf.plan.source == "") == (call < 2)  # traced, replayed step by step, then compiled
+    source = jf.plan.source
+    assert "numpy_backward(" in source and "frame.inputs = (" in source and "] += env[" in source
+    assert source.count(" = f") >= len(jf.plan.forward) - 1  # a line per step (the cell's is a frame)
+
+
 def test_a_replay_needs_no_more_memory_than_the_eager_run():
     tg.manual_seed(0)
     model = CharRNN(20, 32, num_layers=2)
@@ -335,6 +364,9 @@ def test_a_replay_needs_no_more_memory_than_the_eager_run():
 
     eager, replay = peak(window), peak(jitted)
     assert replay <= eager, (replay, eager)
+    jitted(x, y, None)[0].backward()  # the second replay compiles the plan (jit_code), once
+    compiled = peak(jitted)
+    assert compiled <= eager, (compiled, eager)
 
 
 def test_a_jitted_method_gets_its_instance(rng):
