@@ -1,7 +1,10 @@
-"""The eager training step of ``train_step.py`` in two checkouts of the project, interleaved.
+"""The training step of ``train_step.py`` in two checkouts of the project, interleaved.
 
-    python benchmarks/compare_checkouts.py OTHER_CHECKOUT [--threads 1] [--repeats 15]
-                                           [--modes rnn lstm gru] [--quick] [--keep-freed-memory]
+    python benchmarks/compare_checkouts.py OTHER_CHECKOUT [--engine eager|jit] [--threads 1]
+                                           [--repeats 15] [--modes rnn lstm gru] [--quick]
+                                           [--keep-freed-memory]
+
+``--engine``: train_step.py's ``tensorgrad`` engine (eager, the default) or its ``jit`` engine.
 
 Two versions of ``tensorgrad`` cannot be imported into one process, so each checkout runs
 in a child process of its own (its ``tensorgrad``, ``nn`` and ``benchmarks/train_step.py``),
@@ -29,9 +32,9 @@ CHILD = """
 import json, resource, sys, time
 from threadpoolctl import threadpool_info
 import train_step as bench
-mode, hidden, batch_size, steps, threads = json.loads(sys.argv[1])
+mode, hidden, batch_size, steps, threads, jit = json.loads(sys.argv[1])
 bench.set_threads(threads)
-engine = bench.TensorgradLM(bench.initial_weights(mode, hidden), mode)
+engine = (bench.TensorgradJitLM if jit else bench.TensorgradLM)(bench.initial_weights(mode, hidden), mode)
 ids, targets = bench.batch(steps, batch_size)
 for _ in range(2):  # warm-up: first-call costs, caches, the optimizer's state
     engine.step(ids, targets)
@@ -80,22 +83,23 @@ def row(checkouts, spec, repeats, keep_freed_memory):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("other")
+    parser.add_argument("--engine", choices=["eager", "jit"], default="eager")
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--modes", nargs="+", default=["rnn", "lstm", "gru"])
     parser.add_argument("--quick", action="store_true", help="only (H, B, T) = (128, 32, 64)")
     parser.add_argument("--keep-freed-memory", action="store_true", help="malloc keeps freed memory")
     args = parser.parse_args()
-    sizes = [(128, 32, 64)] if args.quick else [(128, 32, 64), (256, 32, 64), (512, 64, 64)]
+    sizes = [(128, 32, 64)] if args.quick else [(64, 32, 100), (128, 32, 64), (256, 32, 64), (512, 64, 64)]
     checkouts = [HERE, os.path.abspath(args.other)]
-    print(f"this: {checkouts[0]}\nother: {checkouts[1]}\n")
+    print(f"this: {checkouts[0]}\nother: {checkouts[1]}\nengine: {args.engine}\n")
     print("| threads | model | H, B, T | this ms | other ms | this / other | max loss gap "
           "| page faults this / other |")
     print("|---|---|---|---|---|---|---|---|")
     for threads in args.threads:
         for mode in args.modes:
             for hidden, batch_size, steps in sizes:
-                spec = [mode, hidden, batch_size, steps, threads]
+                spec = [mode, hidden, batch_size, steps, threads, args.engine == "jit"]
                 times, blas, losses, faults = row(checkouts, spec, args.repeats, args.keep_freed_memory)
                 this, other = (times[c] for c in checkouts)
                 this_faults, other_faults = (faults[c] for c in checkouts)

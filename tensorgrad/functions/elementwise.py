@@ -78,7 +78,7 @@ class TanhGrad(Function):
 class Sigmoid(Function):
     """y = σ(x) = 1/(1 + e⁻ˣ);  dy/dx = y(1 - y).
 
-    Computed by :func:`sigmoid_array`, which never overflows and keeps full relative precision.
+    Computed by :func:`sigmoid_array`, which keeps full relative precision and warns of no overflow.
     """
 
     op = "sigmoid"
@@ -90,18 +90,20 @@ class Sigmoid(Function):
         return SigmoidGrad()(gy, self.outputs[0]())
 
 
-def sigmoid_array(x):
+def sigmoid_array(x, out=None):
     """σ(x) = 1 / (1 + e⁻ˣ) on an ndarray, to full relative precision on both sides.
 
-    With e = e^(-|x|), which lies in (0, 1] and so never overflows, σ(x) = 1 / (1 + e) for
-    x ≥ 0 and σ(x) = e / (1 + e) for x < 0: no cancellation, even where σ(x) is tiny.
+    Each of its three steps keeps relative precision: e⁻ˣ (to an ulp, however large),
+    1 + e⁻ˣ and the reciprocal, so σ(x) is exact to a few ulps even where it is tiny. Below
+    x ≈ -88.7 (float32; -709.8 in float64) e⁻ˣ overflows to inf and σ(x) rounds to 0, as it
+    should: that overflow is expected, and not reported. ``out``: where to write σ(x)
+    (may be ``x`` itself).
     """
-    e = np.exp(-np.abs(x))
-    negative = x < 0
-    numerator = negative * e  # e where x < 0, plus 1 where x ≥ 0 below (np.where is several
-    numerator += ~negative    # times slower than these passes)
-    numerator /= 1 + e
-    return numerator
+    e = np.negative(x, out=np.empty_like(x) if out is None else out)  # an array even for 0-d x
+    with np.errstate(over="ignore"):
+        np.exp(e, out=e)
+    e += 1
+    return np.reciprocal(e, out=e)
 
 
 class SigmoidGrad(Function):
