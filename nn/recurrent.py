@@ -244,7 +244,9 @@ class _RNNBase(Module):
             composed = all_states or (h_mask is not None and self.mode == "GRU")
             cell = CellEquations(self, self._suffix(layer, reverse), composed=composed,
                                  sequence=(steps, batch))
-            input_gates = F.unbind(cell.project_input(x if x_mask is None else x * x_mask))
+            with tg.step_axis(0):  # row t is step t's input side: an anomaly in it is reported in t's scope
+                projection = cell.project_input(x if x_mask is None else x * x_mask)
+            input_gates = F.unbind(projection)
             for v in input_gates:
                 v.name = "x W_ihᵀ + b"  # each step's input side of the gates, as drawings label it
             run = _Run(steps, valid)

@@ -13,13 +13,14 @@ from tensorgrad.autograd import grad
 from tensorgrad.function import AnomalyError, Function, ShapeError
 from tensorgrad.gradcheck import GradcheckError, gradcheck, gradgradcheck
 from tensorgrad.jit import TraceError, jit
-from tensorgrad.modes import detect_anomaly, enable_grad, is_grad_enabled, no_grad, scope, set_grad_enabled
+from tensorgrad.modes import (detect_anomaly, enable_grad, is_grad_enabled, no_grad, scope, set_grad_enabled,
+                             step_axis)
 from tensorgrad.random import manual_seed
 from tensorgrad import functions
 
 __all__ = [
     "Variable", "Function", "as_variable", "grad", "no_grad", "enable_grad", "set_grad_enabled",
-    "is_grad_enabled", "scope", "detect_anomaly", "gradcheck", "gradgradcheck", "manual_seed",
+    "is_grad_enabled", "scope", "step_axis", "detect_anomaly", "gradcheck", "gradgradcheck", "manual_seed",
     "functions", "AnomalyError", "ShapeError", "GradcheckError", "jit", "TraceError",
 ]
 __version__ = "0.1.0"

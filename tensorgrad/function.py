@@ -73,7 +73,7 @@ class Function:
         if state.anomaly:
             self.source = _user_source_line()
             self.scope = state.scope
-            check_finite(self, "output", [y.data for y in outputs])
+            check_finite(self, "output", [y.data for y in outputs], state.step_axis)
         if state.tracer is not None:
             state.tracer.append((self, inputs, outputs))
         if record:
@@ -115,12 +115,23 @@ def _user_source_line():
     return f"{frame.f_code.co_filename}:{frame.f_lineno}: {code}"
 
 
-def check_finite(function, what, arrays):
+def check_finite(function, what, arrays, step_axis=None):
+    """Raise :class:`AnomalyError` at the first array of ``arrays`` (``function``'s outputs
+    or input gradients, as ``what`` says) holding a NaN or Inf, naming its first bad index.
+
+    ``step_axis``: the arrays hold the time steps along this axis (see
+    :class:`tensorgrad.step_axis`); the error then names the scope of the step at the bad
+    index, ``<function's scope>/t=<index along the axis>`` (an array with fewer axes keeps
+    the Function's scope).
+    """
     for i, array in enumerate(arrays):
         if array is not None and array.dtype.kind == "f" and not np.isfinite(array).all():
             first = tuple(int(k) for k in np.argwhere(~np.isfinite(array))[0])
             where = getattr(function, "source", "<recorded outside detect_anomaly>")
             scope = getattr(function, "scope", None)
+            if step_axis is not None and step_axis < array.ndim:
+                step = f"t={first[step_axis]}"
+                scope = step if scope is None else f"{scope}/{step}"
             in_scope = f" in scope {scope}" if scope else ""
             raise AnomalyError(f"{function.name}: {what} {i} of shape {array.shape} contains "
                                f"NaN or Inf at index {first}; the Function was recorded"

@@ -1,6 +1,6 @@
-"""Recording modes: gradient mode, recording scopes and anomaly detection.
+"""Recording modes: gradient mode, recording scopes (and the step axis) and anomaly detection.
 
-All three are switches of the calling thread, read by :class:`tensorgrad.Function` each
+All of them are switches of the calling thread, read by :class:`tensorgrad.Function` each
 time it is called: as in PyTorch, ``no_grad()`` in one thread leaves recording on in the
 others, and every new thread starts with recording on. They are context managers;
 ``no_grad`` and ``enable_grad`` are also decorators.
@@ -17,6 +17,7 @@ class _State(threading.local):
     def __init__(self):
         self.grad_enabled = True
         self.scope = None  # "outer/inner" path of the open scopes, or None
+        self.step_axis = None  # the axis of the time steps t=0, t=1, ... in outputs recorded now, or None
         self.anomaly = False
         self.tracer = None  # tg.jit's trace in progress: told of every Function call, recorded or not
 
@@ -101,11 +102,37 @@ class scope(_Switch):
         return self.name if outer is None else f"{outer}/{self.name}"
 
 
+class step_axis(_Switch):
+    """Declare that the outputs of the Functions called inside hold every time step at once,
+    step k at index k along ``axis``: the steps whose own scopes are ``t=0``, ``t=1``, … in the
+    current scope.
+
+    A recurrent layer computes its input projection x Wᵢₕᵀ + bᵢₕ of shape (T, B, G·H) for
+    all steps in one matmul, before the loop that opens ``scope(f"t={t}")``; inside
+    ``step_axis(0)``, :func:`detect_anomaly` reports a NaN or Inf in its row t in that
+    step's scope (``lstm.l0/t=3`` for the first bad index 3 along the axis) instead of
+    the layer's (``lstm.l0``). Only these error messages change: the Functions keep the
+    current scope, and graph drawings show them in it.
+    """
+
+    attribute = "step_axis"
+
+    def __init__(self, axis):
+        super().__init__()
+        if not isinstance(axis, int) or axis < 0:
+            raise ValueError(f"step_axis: axis must be an int >= 0, got {axis!r}")
+        self.axis = axis
+
+    def value(self, outer):
+        return self.axis
+
+
 class detect_anomaly(_Switch):
     """Fail at the first Function whose output or input gradient holds NaN or Inf.
 
-    The error names the Function and the source line where it was recorded. Checking costs
-    a pass over every array, so it is off unless asked for.
+    The error names the Function, its scope (a time step's, inside :class:`step_axis`) and
+    the source line where it was recorded. Checking costs a pass over every array, so it is
+    off unless asked for.
     """
 
     attribute = "anomaly"

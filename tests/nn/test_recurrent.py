@@ -8,6 +8,7 @@ Without PyTorch, the layers are still checked against a NumPy reference that unr
 sequence of the batch on its own, against central differences, and fused against composed.
 """
 
+import re
 import warnings
 
 import numpy as np
@@ -552,7 +553,7 @@ def test_gradients_handed_out_by_one_pass_survive_the_next(kind):
         np.testing.assert_allclose(g3.data, 3 * k, rtol=1e-12)
 
 
-def test_detect_anomaly_reports_an_inf_in_the_input_at_the_users_line_and_the_layers_scope():
+def test_detect_anomaly_reports_an_inf_in_the_input_at_the_users_line_and_the_steps_scope():
     lstm = nn.LSTM(2, 3, num_layers=2)
     x = np.zeros((5, 1, 2), np.float32)
     h0 = np.zeros((2, 1, 3), np.float32)
@@ -562,10 +563,51 @@ def test_detect_anomaly_reports_an_inf_in_the_input_at_the_users_line_and_the_la
             lstm(x)  # the line to report
         message = str(error.value)
         assert f"{__file__}:" in message and message.endswith("lstm(x)  # the line to report")
-        # the input projection of the whole sequence, in the layer's scope; the bad step's index first
+        # the input projection of the whole sequence, recorded in the layer's scope, reported in the
+        # scope of the step whose row holds the Inf
         assert "linear: output 0 of shape (5, 1, 12)" in message and "at index (3, 0, " in message
-        assert "in scope lstm.l0 at" in message
+        assert "in scope lstm.l0/t=3 at" in message
         h0[1, 0, 2] = np.inf  # the second layer's initial state, as the layer splits h_0 into layers
         with pytest.raises(tg.AnomalyError, match=r"^unbind: output 1 of shape \(1, 3\) .* at index \(0, 2\);"
                                                   r" the Function was recorded at .*: lstm\(np.zeros"):
             lstm(np.zeros((5, 1, 2), np.float32), (h0, h0))
+
+
+def anomaly_message(model, x):
+    """The message of the AnomalyError that running ``model(x)`` under detect_anomaly raises."""
+    with tg.detect_anomaly(), np.errstate(invalid="ignore", over="ignore"):
+        with pytest.raises(tg.AnomalyError) as error:
+            model(x)
+    return str(error.value)
+
+
+def test_detect_anomaly_names_the_step_of_an_overflow_in_the_input_projection_with_batch_first():
+    lstm = nn.LSTM(2, 3, batch_first=True)
+    x = np.zeros((2, 5, 2), np.float32)  # (B, T, in)
+    x[1, 3, 1] = np.inf
+    # An Inf already in the input is first seen by the layout change to time-major, outside the layers.
+    assert re.match(r"transpose: output 0 of shape \(5, 2, 2\) .* at index \(3, 1, 1\); the Function "
+                    r"was recorded at ", anomaly_message(lstm, x))
+    # A finite input that the projection (time-major: (T, B, 4H)) overflows at step 3 of sequence 1.
+    lstm.weight_ih_l0.data[...] = 1e20
+    x[1, 3, 1] = 1e20
+    message = anomaly_message(lstm, x)
+    assert message.startswith("linear: output 0 of shape (5, 2, 12) contains NaN or Inf at index (3, 1, 0);")
+    assert "in scope lstm.l0/t=3 at" in message
+
+
+def test_detect_anomaly_names_the_step_of_the_reverse_direction_by_its_time_index():
+    gru = nn.GRU(2, 3, bidirectional=True)
+    gru.weight_ih_l0_reverse.data[...] = 1e20  # only the reverse direction's projection overflows
+    x = np.zeros((5, 2, 2), np.float32)
+    x[3, 1, 0] = 1e20
+    message = anomaly_message(gru, x)
+    assert message.startswith("linear: output 0 of shape (5, 2, 9) contains NaN or Inf at index (3, 1, 0);")
+    assert "in scope gru.l0.reverse/t=3 at" in message
+
+
+def test_detect_anomaly_still_names_the_step_of_a_per_step_overflow():
+    rnn = nn.RNN(1, 1, nonlinearity="relu", bias=False)
+    rnn.weight_ih_l0.data[...] = rnn.weight_hh_l0.data[...] = 1e20
+    # the projection is 1e20 at every step; h = 1e20 after t=0 and 1e20 + 1e40 = Inf at t=1
+    assert "in scope rnn.l0/t=1 at" in anomaly_message(rnn, np.ones((5, 1, 1), np.float32))

@@ -150,6 +150,37 @@ def test_without_detect_anomaly_nan_passes_silently():
     assert np.isinf(x.grad.data)
 
 
+def test_step_axis_names_the_step_of_the_first_bad_index_of_an_output_recorded_inside():
+    x = leaf(np.ones((2, 4)))
+    x.data[1, 2] = x.data[0, 3] = -1.0  # NaN at steps 2 and 3: the first bad index is (0, 3)
+    with tg.detect_anomaly(), np.errstate(invalid="ignore"), tg.scope("layer"):
+        with tg.step_axis(1), pytest.raises(tg.AnomalyError, match=r"^log: output 0 of shape \(2, 4\) "
+                                            r"contains NaN or Inf at index \(0, 3\); the Function was "
+                                            r"recorded in scope layer/t=3 at .*: F.log\(x\)$"):
+            F.log(x)
+        with tg.step_axis(1), pytest.raises(tg.AnomalyError, match=r"recorded in scope layer at "):
+            F.log(x[0])  # an output without the axis
+        with pytest.raises(tg.AnomalyError, match=r"recorded in scope layer at "):
+            F.log(x)  # after the block, in the layer's scope again
+
+
+def test_step_axis_leaves_the_scope_of_functions_and_of_input_gradients():
+    x = leaf(np.zeros((2, 3)))
+    with tg.detect_anomaly(), np.errstate(divide="ignore"), tg.scope("layer"):
+        with tg.step_axis(1):
+            y = F.sqrt(x)  # finite at 0, its derivative is not
+        assert y.creator.scope == "layer"  # as drawings show it
+        # an input gradient has the shape of an input, whose axes the declaration does not describe
+        with pytest.raises(tg.AnomalyError, match=r"^sqrt: input gradient 0 .* recorded in scope layer at "):
+            y.sum().backward()
+
+
+@pytest.mark.parametrize("axis", [-1, 1.0, "0"])
+def test_step_axis_rejects_bad_axes(axis):
+    with pytest.raises(ValueError, match="step_axis: axis must be an int >= 0"):
+        tg.step_axis(axis)
+
+
 def test_grad_mode_and_scope_belong_to_the_thread_that_sets_them():
     main_inside, other_inside, release = threading.Event(), threading.Event(), threading.Event()
     x = tg.Variable(np.ones(2))
