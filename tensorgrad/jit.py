@@ -356,7 +356,8 @@ class Planner:
     def _sequences(self, forward):
         """Find the recorded cells whose hidden-side weight several steps share (a sequence): their
         weight gradient is planned as one matmul. Sets ``sequences`` {forward step: (position of h,
-        (W slot, bias slot))} and ``sequence_lengths`` {(W slot, bias slot): number of steps}."""
+        (W slot, bias slot), the step's index in the sequence)} and ``sequence_lengths``
+        {(W slot, bias slot): number of steps}."""
         groups = collections.defaultdict(list)
         for k, step in enumerate(forward):
             function = self.calls[k][0]
@@ -368,8 +369,8 @@ class Planner:
             if len(members) < 2:
                 continue
             self.sequence_lengths[key] = len(members)
-            for k, h, w, b in members:
-                self.sequences[k] = (h, key)
+            for t, (k, h, w, b) in enumerate(members):
+                self.sequences[k] = (h, key, t)
                 flags = list(forward[k].requires_grad)  # numpy_backward leaves W's and b's gradients out
                 flags[w] = False
                 if b is not None:
@@ -384,7 +385,8 @@ class Planner:
         """
         steps, grads = [], {}
         seeds = []
-        products = collections.defaultdict(list)  # (W, b slots): [(∂L/∂b slot, h slot)] planned so far
+        products = collections.defaultdict(list)  # (W, b slots): [h slot] of the steps planned so far
+        buffers = {}  # (W, b slots): the slot of ∂L/∂b for all steps of the sequence
         for s in output_slots:
             g = self._grad_slot(s) if self.requires_grad[s] else None
             seeds.append(g)
@@ -408,13 +410,15 @@ class Planner:
                        for s, w, rg in zip(step.inputs, wanted, step.requires_grad, strict=True)]
                 hidden, key = None, None
                 if k in self.sequences:
-                    h, key = self.sequences[k]
-                    hidden = self._grad_slot(step.inputs[0])  # ∂L/∂b has the shape of the input side a
-                    products[key].append((hidden, step.inputs[h]))
+                    h, key, t = self.sequences[k]
+                    if key not in buffers:  # the sequence's last step, the first planned
+                        buffers[key] = self._sequence_buffer(steps, step.inputs[0], self.sequence_lengths[key])
+                    hidden = (buffers[key], t)
+                    products[key].append(step.inputs[h])
                 steps.append(NumpyBackward(k, tuple(gys), tuple(gxs),
                                            tuple(self.dtype[s] for s in step.inputs), hidden))
                 if key is not None and len(products[key]) == self.sequence_lengths[key]:
-                    self._weight_gradient(steps, grads, *key, products.pop(key))
+                    self._weight_gradient(steps, grads, *key, buffers.pop(key), products.pop(key))
             else:
                 gxs = self._traced_backward(steps, self.calls[k][0], inputs, outputs, gys, wanted)
             for s, g, w in zip(step.inputs, gxs, wanted, strict=True):
@@ -422,12 +426,22 @@ class Planner:
                     self._accumulate(steps, grads, s, g)
         return steps, seeds, grads
 
-    def _weight_gradient(self, steps, grads, w, b, pairs):
+    def _sequence_buffer(self, steps, a, length):
+        """A slot for ∂L/∂b of every step of a sequence (``length`` rows shaped as the input side
+        ``a``), and the step that makes it."""
+        s = self.size
+        self.size += 1
+        self.dtype[s] = self.dtype[a]
+        self.shape[s] = (length,) + self.shape[a]
+        self.requires_grad[s] = False
+        steps.append(Empty(s, self.shape[s], self.dtype[s]))
+        return s
+
+    def _weight_gradient(self, steps, grads, w, b, grad_b, hs):
         """Σₜ ∂L/∂bₜᵀ hₜ (and Σₜ ∂L/∂bₜ for the bias) over a sequence's steps, once all are planned."""
-        pairs = pairs[::-1]  # in the order of the steps
         gw = self._grad_slot(w)
         gb = None if b is None or not self.requires_grad[b] else self._grad_slot(b)
-        steps.append(WeightGradient(tuple(pairs), gw, gb))
+        steps.append(WeightGradient(grad_b, tuple(hs[::-1]), gw, gb))  # h in the order of the steps
         self._accumulate(steps, grads, w, gw)
         if gb is not None:
             self._accumulate(steps, grads, b, gb)
@@ -538,21 +552,25 @@ class NumpyBackward:
 
     def __init__(self, k, grad_outputs, grad_inputs, dtypes, hidden_side=None):
         self.k, self.grad_outputs, self.grad_inputs, self.dtypes = k, grad_outputs, grad_inputs, dtypes
-        self.hidden_side = hidden_side  # the slot for ∂L/∂b of a cell of a sequence (see WeightGradient)
+        self.hidden_side = hidden_side  # (slot, t): a cell of a sequence writes ∂L/∂b into row t (WeightGradient)
 
     def reads(self):
-        return self.grad_outputs
+        return self.grad_outputs + self._buffer()
 
     def writes(self):
-        return tuple(s for s in self.grad_inputs + (self.hidden_side,) if s is not None)
+        return tuple(s for s in self.grad_inputs if s is not None) + self._buffer()
+
+    def _buffer(self):
+        return () if self.hidden_side is None else self.hidden_side[:1]
 
     def run(self, env, frames):
         """Returns whether the gradients came as one array or a tuple, each of its input's dtype
         (or None): then the compiled line stores them as they come (``line``)."""
         frame = frames[self.k]
-        gxs = frame.numpy_backward(*[env[s] for s in self.grad_outputs])
         if self.hidden_side is not None:
-            env[self.hidden_side] = frame.grad_hidden_side
+            buffer, t = self.hidden_side
+            frame.grad_hidden_side = env[buffer][t]
+        gxs = frame.numpy_backward(*[env[s] for s in self.grad_outputs])
         single = not isinstance(gxs, tuple)
         if single:
             gxs = (gxs,)
@@ -569,7 +587,8 @@ class NumpyBackward:
         call = f"frames[{self.k}].numpy_backward({', '.join(f'env[{s}]' for s in self.grad_outputs)})"
         source = f"{targets} = {call}" if kind == "array" else f"{targets}, = {call}"
         if self.hidden_side is not None:
-            source += f"\nenv[{self.hidden_side}] = frames[{self.k}].grad_hidden_side"
+            buffer, t = self.hidden_side
+            source = f"frames[{self.k}].grad_hidden_side = env[{buffer}][{t}]\n" + source
         return source
 
     def __repr__(self):
@@ -579,28 +598,29 @@ class NumpyBackward:
 
 class WeightGradient:
     """∂L/∂W = Σₜ ∂L/∂bₜᵀ hₜ for a weight W of the products bₜ = hₜ Wᵀ + bias of a sequence's
-    steps, as one matmul over the rows of all steps (and ∂L/∂bias = Σₜ Σ_rows ∂L/∂bₜ)."""
+    steps, as one matmul over the rows of all steps (and ∂L/∂bias = Σₜ Σ_rows ∂L/∂bₜ).
+    ``grad_b``: the slot of all ∂L/∂bₜ, written there by the steps' cells; ``hs``: the hₜ."""
 
-    __slots__ = ("pairs", "weight", "bias")
+    __slots__ = ("grad_b", "hs", "weight", "bias")
 
-    def __init__(self, pairs, weight, bias):
-        self.pairs, self.weight, self.bias = pairs, weight, bias
+    def __init__(self, grad_b, hs, weight, bias):
+        self.grad_b, self.hs, self.weight, self.bias = grad_b, hs, weight, bias
 
     def reads(self):
-        return tuple(s for pair in self.pairs for s in pair)
+        return (self.grad_b,) + self.hs
 
     def writes(self):
         return (self.weight,) if self.bias is None else (self.weight, self.bias)
 
     def run(self, env, frames):
-        grad_b = np.concatenate([_rows(env[g]) for g, _ in self.pairs])
-        h = np.concatenate([_rows(env[h]) for _, h in self.pairs])
+        grad_b = _rows(env[self.grad_b])
+        h = np.concatenate([_rows(env[h]) for h in self.hs])
         env[self.weight] = grad_b.T @ h
         if self.bias is not None:
             env[self.bias] = grad_b.sum(axis=0)
 
     def __repr__(self):
-        return f"s{self.weight} = Σ gradᵀ h over {len(self.pairs)} steps"
+        return f"s{self.weight} = Σ gradᵀ h over {len(self.hs)} steps of s{self.grad_b}"
 
 
 def _rows(array):
@@ -664,6 +684,27 @@ class Cast:
 
     def __repr__(self):
         return f"s{self.to} = s{self.a}.astype({self.dtype})"
+
+
+class Empty:
+    """A new array for steps to fill (the ∂L/∂bₜ of a sequence's cells, see WeightGradient)."""
+
+    __slots__ = ("to", "shape", "dtype")
+
+    def __init__(self, to, shape, dtype):
+        self.to, self.shape, self.dtype = to, shape, dtype
+
+    def reads(self):
+        return ()
+
+    def writes(self):
+        return (self.to,)
+
+    def run(self, env, frames):
+        env[self.to] = np.empty(self.shape, self.dtype)
+
+    def __repr__(self):
+        return f"s{self.to} = empty({self.shape}, {self.dtype})"
 
 
 class Zeros:

@@ -130,6 +130,7 @@ class _FusedCell(Function):
     """
 
     states = 1  # h; the LSTM has (h, c)
+    grad_hidden_side = None  # where numpy_backward writes ∂L/∂b, if a plan gives it (see hidden_side_inputs)
 
     def __init__(self, weight_t=None):
         self.weight_t = weight_t
@@ -145,15 +146,19 @@ class _FusedCell(Function):
         """The positions (h, Wₕₕ, bₕₕ or None) among the inputs of the hidden side b = h Wₕₕᵀ + bₕₕ.
 
         For ``tg.jit``'s plan: with Wₕₕ and bₕₕ given as needing no gradient, ``numpy_backward``
-        leaves theirs out and keeps ∂L/∂b as ``grad_hidden_side``; the plan sums Σₜ ∂L/∂bₜᵀ hₜ
-        over all steps of a sequence in one matmul.
+        leaves theirs out, and writes ∂L/∂b into the array ``grad_hidden_side`` that the plan
+        sets before calling it (row t of one array for all steps of a sequence); the plan then
+        sums Σₜ ∂L/∂bₜᵀ hₜ over the sequence in one matmul, with nothing to copy.
         """
         return 1, 1 + self.states, 2 + self.states if len(self.inputs) == 3 + self.states else None
+
+    def _grad_hidden_side_array(self, like):
+        """The array to hold ∂L/∂b: the plan's ``grad_hidden_side``, else a new one like ``like``."""
+        return np.empty_like(like) if self.grad_hidden_side is None else self.grad_hidden_side
 
     def _through_hidden_side(self, grad_b):
         """(∂L/∂h, ∂L/∂Wₕₕ, ∂L/∂bₕₕ) from ∂L/∂b at the hidden side b = h Wₕₕᵀ + bₕₕ:
         ∂L/∂b Wₕₕ, Σ ∂L/∂bᵀ h and Σ ∂L/∂b over the batch; None where no gradient is needed."""
-        self.grad_hidden_side = grad_b
         h, W = self.inputs[1], self.inputs[1 + self.states]
         bias = self.inputs[2 + self.states] if len(self.inputs) == 3 + self.states else None
         grad_h = grad_b @ W.data if h.requires_grad else None
@@ -198,10 +203,11 @@ class FusedRNNCell(_FusedCell):
 
     def numpy_backward(self, grad_h_next):
         h_next = self.outputs[0]().data
+        grad_z = self._grad_hidden_side_array(grad_h_next)  # ∂L/∂z = ∂L/∂b
         if self.nonlinearity == "tanh":
-            grad_z = grad_h_next * (1 - h_next * h_next)
+            np.multiply(grad_h_next, 1 - h_next * h_next, out=grad_z)
         else:
-            grad_z = grad_h_next * (h_next > 0)
+            np.multiply(grad_h_next, h_next > 0, out=grad_z)
         return self._gradients(grad_z, *self._through_hidden_side(grad_z))
 
 
@@ -239,7 +245,7 @@ class FusedLSTMCell(_FusedCell):
         i, f, g, o, tanh_c_next = self.saved
         c = self.inputs[2].data
         delta_c = grad_c_next + grad_h_next * o * (1 - tanh_c_next * tanh_c_next)
-        grad_z = np.empty(c.shape[:-1] + (4 * c.shape[-1],), delta_c.dtype)
+        grad_z = self._grad_hidden_side_array(self.inputs[0].data)  # ∂L/∂z = ∂L/∂a = ∂L/∂b
         grad_z_i, grad_z_f, grad_z_g, grad_z_o = _slices(grad_z, 4)
         np.multiply(delta_c * g, i * (1 - i), out=grad_z_i)
         np.multiply(delta_c * c, f * (1 - f), out=grad_z_f)
@@ -284,7 +290,8 @@ class FusedGRUCell(_FusedCell):
         np.multiply(grad_h_next * (1 - z), 1 - n * n, out=delta_n)
         np.multiply(grad_h_next * (h - n), z * (1 - z), out=grad_a_z)
         np.multiply(delta_n * b_n, r * (1 - r), out=grad_a_r)
-        grad_b = grad_a.copy()
+        grad_b = self._grad_hidden_side_array(grad_a)
+        grad_b[...] = grad_a
         _slices(grad_b, 3)[2][...] = delta_n * r
         grad_h, grad_W, grad_bias = self._through_hidden_side(grad_b)
         if grad_h is not None:

@@ -131,6 +131,30 @@ def jitted_weight_gradients_summed(fn, args):
     return any(type(step).__name__ == "WeightGradient" for step in jf.plan.backward)
 
 
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+def test_summed_weight_gradient_when_only_the_hidden_weight_needs_one(mode):
+    # The cells' numpy_backward then computes no input gradient, only ∂L/∂bₜ into the plan's
+    # buffer for the sequence: the plan must keep them, and the sum must match eager mode.
+    tg.manual_seed(0)
+    layer = getattr(nn, mode)(3, 4)
+    for name, p in layer.named_parameters():
+        p.requires_grad = name == "weight_hh_l0"
+    x = np.random.default_rng(0).standard_normal((6, 2, 3))
+    layer.to(np.float64)
+
+    def loss(x):
+        return (layer(x)[0] ** 2).sum()
+
+    loss(x).backward()
+    eager = layer.weight_hh_l0.grad.data.copy()
+    jf = tg.jit(loss, sum_weight_gradients=True)
+    for _ in range(3):  # trace, first replay, compiled replay
+        layer.zero_grad()
+        jf(x).backward()
+        np.testing.assert_allclose(layer.weight_hh_l0.grad.data, eager, rtol=1e-12, atol=1e-14)
+    assert any(type(step).__name__ == "WeightGradient" for step in jf.plan.backward)
+
+
 def char_model_loss(model, V):
     def window(x, y, state):
         logits, state = model(x, state)
