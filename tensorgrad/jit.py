@@ -412,7 +412,8 @@ class Planner:
                 if k in self.sequences:
                     h, key, t = self.sequences[k]
                     if key not in buffers:  # the sequence's last step, the first planned
-                        buffers[key] = self._sequence_buffer(steps, step.inputs[0], self.sequence_lengths[key])
+                        length = self.sequence_lengths[key]
+                        buffers[key] = self._sequence_buffer(steps, step.inputs[0], length)
                     hidden = (buffers[key], t)
                     products[key].append(step.inputs[h])
                 steps.append(NumpyBackward(k, tuple(gys), tuple(gxs),
@@ -552,7 +553,7 @@ class NumpyBackward:
 
     def __init__(self, k, grad_outputs, grad_inputs, dtypes, hidden_side=None):
         self.k, self.grad_outputs, self.grad_inputs, self.dtypes = k, grad_outputs, grad_inputs, dtypes
-        self.hidden_side = hidden_side  # (slot, t): a cell of a sequence writes ∂L/∂b into row t (WeightGradient)
+        self.hidden_side = hidden_side  # (slot, t): a sequence's cell writes ∂L/∂b in row t (WeightGradient)
 
     def reads(self):
         return self.grad_outputs + self._buffer()
