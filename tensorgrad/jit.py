@@ -708,19 +708,10 @@ class Empty:
         return f"s{self.to} = empty({self.shape}, {self.dtype})"
 
 
-class Zeros:
+class Zeros(Empty):
     """The zero gradient of an output of a multi-output Function that got none."""
 
-    __slots__ = ("to", "shape", "dtype")
-
-    def __init__(self, to, shape, dtype):
-        self.to, self.shape, self.dtype = to, shape, dtype
-
-    def reads(self):
-        return ()
-
-    def writes(self):
-        return (self.to,)
+    __slots__ = ()
 
     def run(self, env, frames):
         env[self.to] = np.zeros(self.shape, self.dtype)
