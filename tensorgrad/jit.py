@@ -51,6 +51,7 @@ import numpy as np
 
 from tensorgrad.function import Function
 from tensorgrad.jit_code import Line, assignment, compile_lines, store
+from tensorgrad.jit_recurrence import Recurrence, RecurrenceBackward, find_chains
 from tensorgrad.modes import set_grad_enabled, state
 from tensorgrad.variable import Variable
 
@@ -304,6 +305,8 @@ class Planner:
         bindings = []
         own_roots = {id(_root(a)) for a in own_inputs}
         for name, value in vars(function).items():
+            if name in _TAPE_ATTRIBUTES:
+                continue
             items = [(None, value)] if isinstance(value, np.ndarray) else (
                 list(enumerate(value)) if isinstance(value, tuple) else [])
             for index, item in items:
@@ -331,20 +334,38 @@ class Planner:
         for step in forward:
             step.frame = bool(step.outputs) and self.requires_grad[step.outputs[0]] and _has_numpy_backward(
                 step.function)
+        self.sum_weight_gradients = sum_weight_gradients
+        self._recurrences(forward)
         self.sequences, self.sequence_lengths = {}, {}
         if sum_weight_gradients:
             self._sequences(forward)
         output_slots = tuple(self._slot_of(y, False) for y in self.outputs)
         backward, seeds, grads = self._backward(forward, output_slots)
         input_grads = tuple(grads.get(s) if v.requires_grad else None for s, v in self.inputs)
+        forward = [(k, step) for k, step in enumerate(forward) if step is not None]
         self._check_read(forward, output_slots)
         return Plan(self, forward, backward, output_slots, seeds, input_grads)
+
+    def _recurrences(self, forward):
+        """Plan each chain of fused cells over a sequence as one loop (:mod:`tensorgrad.jit_recurrence`):
+        a Recurrence step where its last cell was; the other cells' places become None."""
+        functions = [f for f, _, _ in self.calls]
+        recorded_readers = collections.defaultdict(list)
+        for k, step in enumerate(forward):
+            if step.outputs and self.requires_grad[step.outputs[0]]:
+                for s in step.reads():
+                    recorded_readers[s].append(k)
+        for chain in find_chains(forward, functions, recorded_readers, self.dtype, self.sum_weight_gradients):
+            cells = [forward[k] for k in chain]
+            for k in chain:
+                forward[k] = None
+            forward[chain[-1]] = Recurrence(chain[-1], cells, [functions[k] for k in chain])
 
     def _check_read(self, forward, output_slots):
         """Every array argument must be read by the traced operations: one that is not was
         either not needed, or used outside the tape (its values frozen in the trace)."""
         read = set(output_slots)
-        for step in forward:
+        for _, step in forward:
             read.update(step.reads())
         for i, (s, v) in enumerate(self.inputs[:self.arguments]):
             if s not in read:
@@ -361,7 +382,7 @@ class Planner:
         groups = collections.defaultdict(list)
         for k, step in enumerate(forward):
             function = self.calls[k][0]
-            if step.frame and hasattr(function, "hidden_side_inputs"):
+            if step is not None and step.frame and hasattr(function, "hidden_side_inputs"):
                 h, w, b = function.hidden_side_inputs()
                 if self.requires_grad[step.inputs[w]]:
                     groups[(step.inputs[w], None if b is None else step.inputs[b])].append((k, h, w, b))
@@ -394,6 +415,11 @@ class Planner:
                 self._accumulate(steps, grads, s, g)
         for k in reversed(range(len(forward))):
             step = forward[k]
+            if step is None:  # a cell planned in a Recurrence
+                continue
+            if type(step) is Recurrence:
+                self._recurrence_backward(steps, grads, step)
+                continue
             if not step.outputs or not self.requires_grad[step.outputs[0]]:
                 continue  # not recorded in eager mode: no gradient flows through it
             gys = [grads.pop(s, None) for s in step.outputs]
@@ -426,6 +452,28 @@ class Planner:
                 if g is not None and w:
                     self._accumulate(steps, grads, s, g)
         return steps, seeds, grads
+
+    def _recurrence_backward(self, steps, grads, recurrence):
+        """The backward step of a Recurrence: BPTT over its steps from the gradients its states got
+        from outside the chain, then those of its inputs added as for any step."""
+        grad_outputs = tuple(tuple(grads.pop(s, None) for s in outputs)
+                             for outputs in recurrence.step_outputs)
+        if all(g is None for outputs in grad_outputs for g in outputs):
+            return
+
+        def slot_if_wanted(s):
+            return self._grad_slot(s) if s is not None and self.requires_grad[s] else None
+
+        inputs = recurrence.gate_inputs + recurrence.initial + (recurrence.weight, recurrence.bias)
+        gxs = [slot_if_wanted(s) for s in inputs]
+        T, states = len(recurrence.gate_inputs), len(recurrence.initial)
+        a = recurrence.gate_inputs[0]
+        steps.append(RecurrenceBackward(recurrence, grad_outputs, tuple(gxs[:T]), tuple(gxs[T:T + states]),
+                                        gxs[-2], gxs[-1], self.sum_weight_gradients,
+                                        self.shape[a], self.dtype[a]))
+        for s, g in zip(inputs, gxs, strict=True):
+            if g is not None:
+                self._accumulate(steps, grads, s, g)
 
     def _sequence_buffer(self, steps, a, length):
         """A slot for ∂L/∂b of every step of a sequence (``length`` rows shaped as the input side
@@ -761,7 +809,7 @@ class Plan:
         self.backward = [step for _, step in _live(list(enumerate(backward)), set(g for g in input_grads
                                                                                  if g is not None))]
         read_in_backward = {s for step in self.backward for s in step.reads()}
-        self.kept = _live(list(enumerate(forward)), set(output_slots) | read_in_backward)
+        self.kept = _live(forward, set(output_slots) | read_in_backward)
         self.forward = [step for _, step in self.kept]
         self.frames = sum(1 for step in self.forward if step.frame)  # Functions copied at each replay
         outputs = set(output_slots)
@@ -828,7 +876,11 @@ class Plan:
             else:
                 if step.bindings:
                     bind(step.function, step.bindings, env)
-                kinds.append(store(env, step.outputs, step.function.forward(*[env[s] for s in step.inputs])))
+                if type(step) is Recurrence:
+                    kinds.append(step.run(env, frames))
+                else:
+                    ys = step.function.forward(*[env[s] for s in step.inputs])
+                    kinds.append(store(env, step.outputs, ys))
             for s in frees:
                 env[s] = None
         self.kinds[record] = kinds
@@ -845,7 +897,10 @@ class Plan:
             if step.bindings:
                 lines.append(Line(None, (), (), None, (), "bind(function{n}, bindings{n}, env)",
                                   {"function": step.function, "bindings": step.bindings}))
-            lines.append(Line(step.function.forward, step.inputs, step.outputs, kind, frees))
+            if type(step) is Recurrence:
+                lines.append(Line(None, (), (), None, frees, "step{n}.run(env, frames)", {"step": step}))
+            else:
+                lines.append(Line(step.function.forward, step.inputs, step.outputs, kind, frees))
         return lines
 
     def _backward_lines(self):
@@ -925,7 +980,8 @@ def _live(steps, live):
 
 
 _new_object = object.__new__
-_TAPE_ATTRIBUTES = ("inputs", "outputs", "output_specs", "seq", "source")  # the eager graph's links
+# The eager graph's links, and what a forward saved for its backward: not constants of a step.
+_TAPE_ATTRIBUTES = ("inputs", "outputs", "output_specs", "seq", "source", "saved")
 
 
 def _template(function):

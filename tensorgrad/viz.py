@@ -707,8 +707,8 @@ def make_plan_dot(plan, *, backward=False, params=None):
     edges, slots = [], set()
     for i, (step, fill) in enumerate(steps):
         function = getattr(step, "function", None)
-        label = function.name if function is not None else type(step).__name__
-        scope = getattr(function, "scope", None) if fill == "#eeeeee" else None
+        label = getattr(step, "label", None) or (type(step).__name__ if function is None else function.name)
+        scope = getattr(step, "scope", getattr(function, "scope", None)) if fill == "#eeeeee" else None
         members[scope].append(f'\tf{i} [label={_quote(label)} shape=box style="rounded,filled" '
                               f'fillcolor="{fill}"]\n')
         edges += [(f"s{s}", f"f{i}") for s in step.reads()] + [(f"f{i}", f"s{s}") for s in step.writes()]

@@ -124,6 +124,13 @@ class _FusedCell(Function):
     b = h Wₕₕᵀ + bₕₕ in forward, the gradients through it in ``numpy_backward``, and the
     recorded ``backward``, which differentiates :meth:`composed`.
 
+    Each cell writes its equations once, as two methods on arrays that keep nothing on the
+    Function: ``gates(a, b, h[, c])`` returns (the outputs, what backward needs), and
+    ``gates_backward(saved, grad_b, *grad_outputs)`` writes ∂L/∂b into ``grad_b`` and returns
+    (∂L/∂a, the part of ∂L/∂h that does not pass through b or None[, ∂L/∂c]). ``forward`` and
+    ``numpy_backward`` call them for one step; ``tg.jit``'s planner calls them in one loop for
+    all the steps of a sequence (:mod:`tensorgrad.jit_recurrence`).
+
     ``weight_t``, if given, is Wₕₕᵀ copied into C order by a layer that multiplies by it at
     every step: BLAS multiplies a thin h by it up to twice as fast as by the view ``Wₕₕ.T``.
     It must hold Wₕₕ's current values.
@@ -135,7 +142,7 @@ class _FusedCell(Function):
     def __init__(self, weight_t=None):
         self.weight_t = weight_t
 
-    def _hidden_side(self, h, W, b):
+    def hidden_side(self, h, W, b):
         """b = h Wₕₕᵀ + bₕₕ."""
         side = h @ (W.T if self.weight_t is None else self.weight_t)
         if b is not None:
@@ -152,23 +159,17 @@ class _FusedCell(Function):
         """
         return 1, 1 + self.states, 2 + self.states if len(self.inputs) == 3 + self.states else None
 
-    def _grad_hidden_side_array(self, like):
-        """The array to hold ∂L/∂b: the plan's ``grad_hidden_side``, else a new one like ``like``."""
-        return np.empty_like(like) if self.grad_hidden_side is None else self.grad_hidden_side
-
-    def _through_hidden_side(self, grad_b):
-        """(∂L/∂h, ∂L/∂Wₕₕ, ∂L/∂bₕₕ) from ∂L/∂b at the hidden side b = h Wₕₕᵀ + bₕₕ:
-        ∂L/∂b Wₕₕ, Σ ∂L/∂bᵀ h and Σ ∂L/∂b over the batch; None where no gradient is needed."""
-        h, W = self.inputs[1], self.inputs[1 + self.states]
+    def numpy_backward(self, *grad_outputs):
+        a, h, W = self.inputs[0], self.inputs[1], self.inputs[1 + self.states]
         bias = self.inputs[2 + self.states] if len(self.inputs) == 3 + self.states else None
+        grad_b = np.empty_like(a.data) if self.grad_hidden_side is None else self.grad_hidden_side
+        grad_a, grad_h_direct, *grad_more_state = self.gates_backward(self.saved, grad_b, *grad_outputs)
         grad_h = grad_b @ W.data if h.requires_grad else None
-        grad_W = _rows(grad_b).T @ _rows(h.data) if W.requires_grad else None
-        grad_bias = _rows(grad_b).sum(axis=0) if bias is not None and bias.requires_grad else None
-        return grad_h, grad_W, grad_bias
-
-    def _gradients(self, grad_a, grad_h, grad_W, grad_b, *grad_more_state):
-        """The gradients in the order of the inputs (a, h, [c,] Wₕₕ[, bₕₕ]), None where none is needed."""
-        grads = (grad_a, grad_h, *grad_more_state, grad_W, grad_b)[:len(self.inputs)]
+        if grad_h is not None and grad_h_direct is not None:
+            grad_h += grad_h_direct
+        grad_W = weight_gradient(grad_b, h.data) if W.requires_grad else None
+        grad_bias = bias_gradient(grad_b) if bias is not None and bias.requires_grad else None
+        grads = (grad_a, grad_h, *grad_more_state, grad_W, grad_bias)[:len(self.inputs)]
         return tuple(g if x.requires_grad else None for g, x in zip(grads, self.inputs, strict=True))
 
     def composed(self, *inputs):
@@ -181,6 +182,16 @@ class _FusedCell(Function):
         wanted = [x for x in stand_ins if x.creator is not None]
         found = iter(grad(self.composed(*stand_ins), wanted, list(grad_outputs), create_graph=True))
         return tuple(next(found) if x.creator is not None else None for x in stand_ins)
+
+
+def weight_gradient(grad_b, h):
+    """∂L/∂Wₕₕ = Σ ∂L/∂bᵀ h over the rows (the batch, and the steps if given as one array) of b = h Wₕₕᵀ."""
+    return _rows(grad_b).T @ _rows(h)
+
+
+def bias_gradient(grad_b):
+    """∂L/∂bₕₕ = Σ ∂L/∂b over the rows of b = h Wₕₕᵀ + bₕₕ."""
+    return _rows(grad_b).sum(axis=0)
 
 
 class FusedRNNCell(_FusedCell):
@@ -198,17 +209,20 @@ class FusedRNNCell(_FusedCell):
         return rnn_step(a, linear(h, W, b), self.nonlinearity)
 
     def forward(self, a, h, W, b=None):
-        z = a + self._hidden_side(h, W, b)
-        return np.tanh(z) if self.nonlinearity == "tanh" else np.maximum(z, 0)
+        (h_next,), self.saved = self.gates(a, self.hidden_side(h, W, b), h)
+        return h_next
 
-    def numpy_backward(self, grad_h_next):
-        h_next = self.outputs[0]().data
-        grad_z = self._grad_hidden_side_array(grad_h_next)  # ∂L/∂z = ∂L/∂b
+    def gates(self, a, b, h):
+        z = a + b
+        h_next = np.tanh(z) if self.nonlinearity == "tanh" else np.maximum(z, 0)
+        return (h_next,), h_next
+
+    def gates_backward(self, h_next, grad_z, grad_h_next):
         if self.nonlinearity == "tanh":
             np.multiply(grad_h_next, 1 - h_next * h_next, out=grad_z)
         else:
             np.multiply(grad_h_next, h_next > 0, out=grad_z)
-        return self._gradients(grad_z, *self._through_hidden_side(grad_z))
+        return grad_z, None
 
 
 class FusedLSTMCell(_FusedCell):
@@ -231,27 +245,28 @@ class FusedLSTMCell(_FusedCell):
         return lstm_step(a, linear(h, W, b), c)[0]
 
     def forward(self, a, h, c, W, b=None):
+        outputs, self.saved = self.gates(a, self.hidden_side(h, W, b), h, c)
+        return outputs
+
+    def gates(self, a, b, h, c):
         H = c.shape[-1]
-        z = a + self._hidden_side(h, W, b)
+        z = a + b
         i, f = _slices(sigmoid_array(z[..., :2 * H]), 2)
         g = np.tanh(z[..., 2 * H:3 * H])
         o = sigmoid_array(z[..., 3 * H:])
         c_next = f * c + i * g
         tanh_c_next = np.tanh(c_next)
-        self.saved = i, f, g, o, tanh_c_next
-        return o * tanh_c_next, c_next
+        return (o * tanh_c_next, c_next), (i, f, g, o, tanh_c_next, c)
 
-    def numpy_backward(self, grad_h_next, grad_c_next):
-        i, f, g, o, tanh_c_next = self.saved
-        c = self.inputs[2].data
+    def gates_backward(self, saved, grad_z, grad_h_next, grad_c_next):
+        i, f, g, o, tanh_c_next, c = saved
         delta_c = grad_c_next + grad_h_next * o * (1 - tanh_c_next * tanh_c_next)
-        grad_z = self._grad_hidden_side_array(self.inputs[0].data)  # ∂L/∂z = ∂L/∂a = ∂L/∂b
         grad_z_i, grad_z_f, grad_z_g, grad_z_o = _slices(grad_z, 4)
         np.multiply(delta_c * g, i * (1 - i), out=grad_z_i)
         np.multiply(delta_c * c, f * (1 - f), out=grad_z_f)
         np.multiply(delta_c * i, 1 - g * g, out=grad_z_g)
         np.multiply(grad_h_next * tanh_c_next, o * (1 - o), out=grad_z_o)
-        return self._gradients(grad_z, *self._through_hidden_side(grad_z), delta_c * f)
+        return grad_z, None, delta_c * f
 
 
 class FusedGRUCell(_FusedCell):
@@ -274,29 +289,26 @@ class FusedGRUCell(_FusedCell):
         return gru_step(a, linear(h, W, b), h)[0][0]
 
     def forward(self, a, h, W, b=None):
-        H = h.shape[-1]
-        hidden = self._hidden_side(h, W, b)
-        b_n = hidden[..., 2 * H:]
-        r, z = _slices(sigmoid_array(a[..., :2 * H] + hidden[..., :2 * H]), 2)
-        n = np.tanh(a[..., 2 * H:] + r * b_n)
-        self.saved = r, z, n, b_n
-        return n + z * (h - n)  # (1 - z) ⊙ n + z ⊙ h
+        (h_next,), self.saved = self.gates(a, self.hidden_side(h, W, b), h)
+        return h_next
 
-    def numpy_backward(self, grad_h_next):
-        r, z, n, b_n = self.saved
-        h = self.inputs[1].data
-        grad_a = np.empty(h.shape[:-1] + (3 * h.shape[-1],), grad_h_next.dtype)
+    def gates(self, a, b, h):
+        H = h.shape[-1]
+        b_n = b[..., 2 * H:]
+        r, z = _slices(sigmoid_array(a[..., :2 * H] + b[..., :2 * H]), 2)
+        n = np.tanh(a[..., 2 * H:] + r * b_n)
+        return (n + z * (h - n),), (r, z, n, b_n, h)  # h' = (1 - z) ⊙ n + z ⊙ h
+
+    def gates_backward(self, saved, grad_b, grad_h_next):
+        r, z, n, b_n, h = saved
+        grad_a = np.empty_like(grad_b)
         grad_a_r, grad_a_z, delta_n = _slices(grad_a, 3)
         np.multiply(grad_h_next * (1 - z), 1 - n * n, out=delta_n)
         np.multiply(grad_h_next * (h - n), z * (1 - z), out=grad_a_z)
         np.multiply(delta_n * b_n, r * (1 - r), out=grad_a_r)
-        grad_b = self._grad_hidden_side_array(grad_a)
         grad_b[...] = grad_a
         _slices(grad_b, 3)[2][...] = delta_n * r
-        grad_h, grad_W, grad_bias = self._through_hidden_side(grad_b)
-        if grad_h is not None:
-            grad_h += grad_h_next * z
-        return self._gradients(grad_a, grad_h, grad_W, grad_bias)
+        return grad_a, grad_h_next * z
 
 
 # ----------------------------------------------------------------------------- public functions

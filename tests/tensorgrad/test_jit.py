@@ -118,17 +118,25 @@ def test_every_recurrent_layer_replays_as_eager(kind, options, exact):
     state = holder.state_dict()
     eager = run(loss, holder, batches)
     holder.load_state_dict(state)
-    jitted = run(tg.jit(loss, sum_weight_gradients=not exact), holder, batches)
-    if not exact and not options.get("peephole") and options.get("reset_after", True):
-        assert jitted_weight_gradients_summed(loss, batches[0])
+    jitted_loss = tg.jit(loss, sum_weight_gradients=not exact)
+    jitted = run(jitted_loss, holder, batches)
+    fused = not options.get("peephole") and options.get("reset_after", True)
+    layers = options.get("num_layers", 1) * (2 if options.get("bidirectional") else 1)
+    assert recurrences(jitted_loss.plan) == (layers if fused else 0)  # each layer's cells: one loop
+    if not exact and fused:
+        assert weight_gradients_summed(jitted_loss.plan)
     assert_same(eager, jitted, exact=exact)
 
 
-def jitted_weight_gradients_summed(fn, args):
-    """Whether the plan of ``fn`` computes a weight gradient over all steps in one matmul."""
-    jf = tg.jit(fn, sum_weight_gradients=True)
-    jf(*args)
-    return any(type(step).__name__ == "WeightGradient" for step in jf.plan.backward)
+def recurrences(plan):
+    """How many chains of fused cells ``plan`` runs as one loop each (a Recurrence step)."""
+    return sum(type(step).__name__ == "Recurrence" for step in plan.forward)
+
+
+def weight_gradients_summed(plan):
+    """Whether ``plan`` computes a weight gradient over all steps in one matmul."""
+    return any(type(step).__name__ == "WeightGradient" or getattr(step, "summed", False)
+               for step in plan.backward)
 
 
 @pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
@@ -152,7 +160,7 @@ def test_summed_weight_gradient_when_only_the_hidden_weight_needs_one(mode):
         layer.zero_grad()
         jf(x).backward()
         np.testing.assert_allclose(layer.weight_hh_l0.grad.data, eager, rtol=1e-12, atol=1e-14)
-    assert any(type(step).__name__ == "WeightGradient" for step in jf.plan.backward)
+    assert weight_gradients_summed(jf.plan)
 
 
 def char_model_loss(model, V):
@@ -427,8 +435,9 @@ def test_make_dot_draws_a_plan_with_its_steps_slots_and_scopes():
     jf = tg.jit(lambda x: (layer(x)[0] ** 2).mean())
     jf(np.ones((3, 2, 3), np.float32))
     source = viz.make_dot(jf.plan, params=dict(layer.named_parameters())).source
-    assert source.count('label="lstm_cell"') == 3 and "weight_hh_l0" in source
-    assert all(f"cluster_plan{n}" in source for n in range(3)) and "lstm.l0/t=2" in source
-    assert 'label="NumpyBackward"' not in source
+    # The three steps' cells are one loop of the plan, drawn once in the layer's cluster.
+    assert source.count('label="lstm_cell × 3"') == 1 and "weight_hh_l0" in source
+    assert 'label="lstm.l0"' in source and "t=0" not in source
+    assert "BPTT" not in source
     with_backward = viz.make_plan_dot(jf.plan, backward=True).source
-    assert with_backward.count('label="NumpyBackward"') == 3 and "#f4cccc" in with_backward
+    assert with_backward.count('label="BPTT: lstm_cell × 3"') == 1 and "#f4cccc" in with_backward

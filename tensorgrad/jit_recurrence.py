@@ -1,0 +1,241 @@
+"""A recurrence in a ``tg.jit`` plan: the steps of a fused cell over a sequence, run from one loop.
+
+A recurrent layer records one fused cell per time step, (hₜ₊₁[, cₜ₊₁]) = cell(aₜ, hₜ[, cₜ],
+Wₕₕ[, bₕₕ]), each step's state the next one's input. Replayed cell by cell, every step
+costs a copy of the Function (a frame, to hold what its forward saved) in forward and a
+call of its ``numpy_backward`` in backward: Python of the size of the step's arithmetic
+when the matrices are small. The planner sees the whole chain, so it plans it as two steps:
+
+- :class:`Recurrence` runs the cell's array-level equations (``gates``, see
+  :class:`~tensorgrad.functions.cells._FusedCell`) for t = 0 … T-1 in one loop and keeps
+  the states and what each step saved;
+- :class:`RecurrenceBackward` runs ``gates_backward`` for t = T-1 … 0, carrying ∂L/∂hₜ
+  (and ∂L/∂cₜ) from step to step as BPTT does, and adds the gradients of Wₕₕ and bₕₕ.
+
+The NumPy operations are those of the cells, in the eager engine's order, so a replay
+gives the eager run's values bit for bit; with ``sum_weight_gradients`` Wₕₕ's gradient is
+one matmul over all steps, Σₜ ∂L/∂bₜᵀ hₜ, as a hand-written BPTT computes it.
+
+A chain is planned so only where that is faithful: the steps between its first and last
+cell read none of its states (so the loop may run where the last cell was, and every
+gradient reaching a state from outside the chain is known before its backward starts);
+its operands share one dtype; and, unless the weight gradients are summed anyway, its
+inputs and weights are read by no other recorded operation (so that no gradient is added
+to theirs in another order than eager mode's). Other cells stay frames.
+"""
+
+import numpy as np
+
+from tensorgrad.functions.cells import bias_gradient, weight_gradient
+
+
+def is_fused_cell(function):
+    """Whether ``function`` writes its equations as ``gates``/``gates_backward`` (a fused cell)."""
+    return hasattr(type(function), "gates_backward")
+
+
+def find_chains(forward, functions, recorded_readers, dtype, summed):
+    """The chains of fused-cell steps in ``forward`` that can be planned as a Recurrence: lists
+    of step indices in time order.
+
+    ``functions[k]``: the traced Function of step k; ``recorded_readers``: slot -> the indices
+    of the recorded steps reading it; ``dtype``: slot -> dtype; ``summed``: whether weight
+    gradients are summed over the steps (then readers outside the chain do not matter).
+    """
+    cells = {k: step for k, step in enumerate(forward) if step.frame and is_fused_cell(functions[k])}
+    by_state = {}  # the state slots a cell reads -> the cells reading them
+    for k, step in cells.items():
+        by_state.setdefault(_state_inputs(step, functions[k]), []).append(k)
+    successor, has_predecessor = {}, set()
+    for k, step in cells.items():
+        readers = by_state.get(step.outputs, [])
+        if len(readers) == 1 and _same_cell(step, functions[k], cells[readers[0]], functions[readers[0]]):
+            successor[k] = readers[0]
+            has_predecessor.add(readers[0])
+    chains = []
+    for k in sorted(set(cells) - has_predecessor):
+        chain = [k]
+        while chain[-1] in successor:
+            chain.append(successor[chain[-1]])
+        if len(chain) > 1 and _faithful(chain, forward, functions, recorded_readers, dtype, summed):
+            chains.append(chain)
+    return chains
+
+
+def _state_inputs(step, function):
+    return step.inputs[1:1 + function.states]
+
+
+def _same_cell(a, function_a, b, function_b):
+    """Whether steps a and b run the same cell (class, options) on the same weights."""
+    return (type(function_a) is type(function_b) and function_a.name == function_b.name
+            and a.inputs[1 + function_a.states:] == b.inputs[1 + function_b.states:]
+            and a.bindings == b.bindings)
+
+
+def _faithful(chain, forward, functions, recorded_readers, dtype, summed):
+    members = set(chain)
+    states = {s for k in chain for s in forward[k].outputs}
+    between = (forward[j] for j in range(chain[0] + 1, chain[-1]) if j not in members)
+    if any(states.intersection(step.reads()) for step in between):
+        return False
+    operands = [s for k in chain for s in forward[k].inputs]
+    inputs = [(forward[k].inputs, functions[k].states) for k in chain]
+    not_states = (s for ins, n in inputs for s in ins[:1] + ins[1 + n:])
+    if any(s in states for s in not_states):  # aₜ, Wₕₕ, bₕₕ computed from the chain's own states
+        return False
+    if len({dtype[s] for s in operands}) != 1:
+        return False
+    if summed:
+        return True
+    outside = (j for s in set(operands) - states for j in recorded_readers.get(s, ()))
+    return all(j in members for j in outside)
+
+
+class Recurrence:
+    """Steps t = 0 … T-1 of one fused cell in one loop, (hₜ₊₁[, cₜ₊₁]) = cell(aₜ, hₜ[, cₜ], Wₕₕ[, bₕₕ]).
+
+    ``gate_inputs``: the slots of a₀ … a_{T-1}; ``initial``: of h₀[, c₀]; ``step_outputs``: of
+    each step's (hₜ₊₁[, cₜ₊₁]). ``function``: the cell (a template), whose ``bindings`` (Wₕₕᵀ
+    in C order) the plan sets before ``run``. What backward needs is kept in ``frames[k]``.
+    """
+
+    __slots__ = ("k", "function", "bindings", "gate_inputs", "initial", "weight", "bias", "step_outputs",
+                 "label", "scope")
+    frame = False
+
+    def __init__(self, k, cells, functions):
+        first, last = cells[0], cells[-1]
+        states = functions[0].states
+        self.k, self.function, self.bindings = k, last.function, last.bindings
+        self.gate_inputs = tuple(step.inputs[0] for step in cells)
+        self.initial = first.inputs[1:1 + states]
+        self.weight = first.inputs[1 + states]
+        self.bias = first.inputs[2 + states] if len(first.inputs) == 3 + states else None
+        self.step_outputs = tuple(step.outputs for step in cells)
+        self.label = f"{self.function.name} × {len(cells)}"
+        self.scope = _common_scope([getattr(f, "scope", None) for f in functions])
+
+    def reads(self):
+        hidden_side = (self.weight,) if self.bias is None else (self.weight, self.bias)
+        return self.gate_inputs + self.initial + hidden_side + tuple(b[2] for b in self.bindings)
+
+    def writes(self):
+        return tuple(s for outputs in self.step_outputs for s in outputs)
+
+    def run(self, env, frames):
+        cell = self.function
+        W = env[self.weight]
+        bias = None if self.bias is None else env[self.bias]
+        state = tuple(env[s] for s in self.initial)
+        states, saved = [state], []
+        for a, outputs in zip(self.gate_inputs, self.step_outputs, strict=True):
+            state, kept = cell.gates(env[a], cell.hidden_side(state[0], W, bias), *state)
+            for s, y in zip(outputs, state, strict=True):
+                env[s] = y
+            states.append(state)
+            saved.append(kept)
+        if frames is not None:
+            frames[self.k] = states, saved
+
+    def __repr__(self):
+        return (f"s{self.step_outputs[-1][0]}, … = {self.label}(s{self.gate_inputs[0]} …, "
+                f"{', '.join(f's{s}' for s in self.initial)}, s{self.weight})")
+
+
+def _common_scope(scopes):
+    """The innermost scope holding all of ``scopes`` (a layer's, for its steps t=0, t=1, …)."""
+    parts = [s.split("/") for s in scopes if s]
+    if len(parts) < len(scopes):
+        return None
+    common = []
+    for names in zip(*parts, strict=False):
+        if len(set(names)) > 1:
+            break
+        common.append(names[0])
+    return "/".join(common) or None
+
+
+class RecurrenceBackward:
+    """BPTT through a :class:`Recurrence`: for t = T-1 … 0, with ∂L/∂hₜ₊₁ the gradient from
+    outside the chain (``grad_outputs``, None for none) plus the one carried from step t+1,
+    ``gates_backward`` gives ∂L/∂bₜ and ∂L/∂aₜ, and ∂L/∂hₜ = ∂L/∂bₜ Wₕₕ (+ its direct part).
+    ∂L/∂Wₕₕ = Σₜ ∂L/∂bₜᵀ hₜ and ∂L/∂bₕₕ = Σₜ Σ_rows ∂L/∂bₜ: added step by step in eager mode's
+    order, or (``summed``) as one matmul over the rows of all steps."""
+
+    __slots__ = ("k", "function", "weight", "grad_outputs", "grad_gate_inputs", "grad_initial",
+                 "grad_weight", "grad_bias", "summed", "shape", "dtype", "label")
+
+    def __init__(self, recurrence, grad_outputs, grad_gate_inputs, grad_initial, grad_weight, grad_bias,
+                 summed, shape, dtype):
+        self.k, self.function, self.weight = recurrence.k, recurrence.function, recurrence.weight
+        self.grad_outputs, self.grad_gate_inputs = grad_outputs, grad_gate_inputs
+        self.grad_initial = grad_initial
+        self.grad_weight, self.grad_bias, self.summed = grad_weight, grad_bias, summed
+        self.shape, self.dtype = shape, dtype  # of one aₜ (and ∂L/∂bₜ)
+        self.label = f"BPTT: {recurrence.label}"
+
+    def reads(self):
+        return tuple(s for grads in self.grad_outputs for s in grads if s is not None) + (self.weight,)
+
+    def writes(self):
+        grads = self.grad_gate_inputs + self.grad_initial + (self.grad_weight, self.grad_bias)
+        return tuple(s for s in grads if s is not None)
+
+    def run(self, env, frames):
+        states, saved = frames[self.k]
+        cell, W = self.function, env[self.weight]
+        steps = len(saved)
+        grad_b_all = np.empty((steps,) + self.shape, self.dtype) if self.summed else None
+        carried = [None] * len(states[0])  # ∂L/∂hₜ₊₁ (and ∂L/∂cₜ₊₁) from step t+1
+        grad_W = grad_bias = None
+        for t in reversed(range(steps)):
+            grads = [_total(None if s is None else env[s], inner, like)
+                     for s, inner, like in zip(self.grad_outputs[t], carried, states[t + 1], strict=True)]
+            grad_b = np.empty(self.shape, self.dtype) if grad_b_all is None else grad_b_all[t]
+            grad_a, grad_h_direct, *grad_more_state = cell.gates_backward(saved[t], grad_b, *grads)
+            if self.grad_gate_inputs[t] is not None:
+                env[self.grad_gate_inputs[t]] = grad_a
+            grad_h = None
+            if t > 0 or self.grad_initial[0] is not None:
+                grad_h = grad_b @ W
+                if grad_h_direct is not None:
+                    grad_h += grad_h_direct
+            carried = [grad_h, *grad_more_state]
+            if grad_b_all is None:
+                if self.grad_weight is not None:
+                    grad_W = _add(grad_W, weight_gradient(grad_b, states[t][0]))
+                if self.grad_bias is not None:
+                    grad_bias = _add(grad_bias, bias_gradient(grad_b))
+        for s, g in zip(self.grad_initial, carried, strict=True):
+            if s is not None:
+                env[s] = g
+        if grad_b_all is not None:
+            if self.grad_weight is not None:
+                grad_W = weight_gradient(grad_b_all, np.stack([state[0] for state in states[:-1]]))
+            if self.grad_bias is not None:
+                grad_bias = bias_gradient(grad_b_all)
+        if self.grad_weight is not None:
+            env[self.grad_weight] = grad_W
+        if self.grad_bias is not None:
+            env[self.grad_bias] = grad_bias
+
+    def __repr__(self):
+        outs = ", ".join("_" if s is None else f"s{s}" for s in self.writes())
+        return f"{outs} = {self.label} (#{self.k})"
+
+
+def _total(outer, inner, like):
+    """A state's whole gradient: from outside the chain plus from the next step, as the eager
+    engine adds them; zeros (shaped as ``like``) when neither reached it."""
+    if outer is None:
+        return np.zeros_like(like) if inner is None else inner
+    return outer if inner is None else outer + inner
+
+
+def _add(total, g):
+    """``total`` + ``g``, in place into a total of the plan's own (None: the first term)."""
+    if total is None:
+        return g
+    total += g
+    return total
