@@ -77,9 +77,12 @@ other arguments by value, the grad mode) runs eagerly and keeps what the tape re
 every Function call, recorded or not — as a list of steps over *slots* of an environment
 of arrays. The integer ids and targets are inputs of the plan too, and the parameters are
 read at every replay, so an optimizer's updates are seen. The backward pass is planned at
-the same time: the fused cells and the loss call their array-level `numpy_backward`; for
-every other Function its backward, written in Variable operations, is run once and the
-operations it performs become steps."""),
+the same time: the loss calls its array-level `numpy_backward`; for every other Function
+its backward, written in Variable operations, is run once and the operations it performs
+become steps. The 50 fused LSTM cells are planned together: the planner sees that each
+one's state is the next one's input and that they share Wₕₕ, and plans them as one
+*recurrence* — one loop over the cells' array-level equations forward, and BPTT in one
+loop backward — drawn as one box `lstm_cell × 50`."""),
     ("code", r"""jitted = tg.jit(window_loss)
 jitted(x, y, None)  # traced (the result is the eager run's)
 plan = jitted.plan
@@ -150,19 +153,22 @@ ax.set_xticks(positions, [f"H = {r[0]}" for r in rows])
 ax.set_ylabel("ms per window")
 ax.legend()
 plt.show()"""),
-    ("markdown", r"""What the replay still makes per window can be counted: one node on the tape, and one
+    ("markdown", r"""What the replay still makes per window can be counted: one node on the tape, one
 *frame* — a copy of the Function that keeps this replay's saved arrays, so that two
 replays whose backward is pending do not share them — for each Function with an
-array-level backward (here the 50 fused cells and the loss). Every other step, forward or
-backward, is a plain call of a `forward` on arrays. Eager mode makes every Function, every
-Variable, and walks the tape in backward."""),
+array-level backward outside a recurrence (here the loss), and one list of saved arrays
+for the recurrence. Every other step, forward or backward, is a plain call of a `forward`
+on arrays. Eager mode makes every Function, every Variable, and walks the tape in
+backward."""),
     ("code", r"""loss, _ = window_loss(xb, yb, None)
 recorded = tg.autograd.reachable_functions([loss])
 plan = fast.plan
+loops = [step for step in plan.forward if type(step).__name__ == "Recurrence"]
 print(f"eager: {len(recorded)} Functions recorded per window (and a Variable per output); "
-      f"replay: 1 node and {plan.frames} frames, {len(plan.forward)} forward and "
-      f"{len(plan.backward)} backward steps")
-assert plan.frames == sum(hasattr(f, "numpy_backward") for f in recorded) == 51"""),
+      f"replay: 1 node, {plan.frames} frame and {len(loops)} recurrence ({loops[0].label}), "
+      f"{len(plan.forward)} forward and {len(plan.backward)} backward steps")
+assert plan.frames == 1 and len(loops) == 1 and len(loops[0].gate_inputs) == 50
+assert sum(hasattr(f, "numpy_backward") for f in recorded) == 51  # in eager mode: 50 cells and the loss"""),
     ("markdown", r"""## What the trace freezes
 
 A trace sees operations, not Python. Every decision the function takes from values
@@ -212,9 +218,16 @@ Eager mode sees one operation at a time: when a cell's backward runs it cannot k
 the same weight will get 49 more gradients, that nobody will read an intermediate, or when
 an array is last used. The plan sees the whole computation before it runs it:
 
+- **one loop per recurrence.** The cells of a layer form a chain (each step's state is the
+  next one's input, all share Wₕₕ), so the plan runs them as a hand-written BPTT does:
+  forward, one loop over the cell's equations on arrays; backward, one loop that carries
+  ∂L/∂hₜ from step to step — without an object per cell in either direction. It plans a
+  chain so only where that is faithful (nothing between the cells reads their states), and
+  the values stay the eager run's, bit for bit;
+
 - **one matmul for a weight's gradient over all steps.** The hidden-side weight Wₕₕ of a
   recurrent layer gets a term ∂L/∂bₜᵀ hₜ at every step. Eager mode adds T thin products;
-  the plan (with `sum_weight_gradients=True`) stacks the steps and computes
+  the plan (with `sum_weight_gradients=True`) computes
   [∂L/∂b₁; …; ∂L/∂b_T]ᵀ [h₀; …; h_{T-1}] in one product, as a hand-written BPTT does. The
   sum is rounded in another order, so this one gradient differs from eager mode's in the
   last bits — which is why it is an option and not the default;
@@ -229,7 +242,7 @@ _, exact_grads = gradients(window_loss, xb, yb)
 summed(xb, yb, None)
 _, summed_grads = gradients(summed, xb, yb)
 names = [name for name, _ in model.named_parameters()]
-print([repr(step) for step in summed.plan.backward if type(step).__name__ == "WeightGradient"])
+print([repr(step) for step in summed.plan.backward if getattr(step, "summed", False)])
 for name, a, b in zip(names, exact_grads, summed_grads):
     print(f"{name:18s} max relative difference {np.abs(a - b).max() / np.abs(a).max():.1e}")
 w = names.index("rnn.weight_hh_l0")
@@ -243,7 +256,7 @@ assert all(np.array_equal(a, b) for i, (a, b) in enumerate(zip(exact_grads, summ
 | Python per operation | a Function, Variables, tape bookkeeping | a call of the step's `forward` |
 | branches, loops on values | follow the data | frozen at trace time |
 | debugging | every intermediate is a Variable | the plan's steps and slots (`print(fn.plan)`) |
-| seeing the whole computation | no | one-matmul weight gradients, dead steps dropped, frees at last use |
+| whole-computation plans | no | loop per recurrence, one-matmul Wₕₕ gradient, dead steps cut, early frees |
 
 `tensorgrad train` and `nn.TBPTT` run each window through `tg.jit` by default (`--no-jit`,
 `jit=False` to turn it off), with exactly the losses of eager mode."""),

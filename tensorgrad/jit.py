@@ -13,8 +13,11 @@ at trace time:
   ``numpy_backward`` reads what its forward saved and its ``inputs``, so each replay runs
   such a Function on a copy of its own (a *frame*, whose ``inputs`` and ``outputs`` hold
   this replay's arrays): two replays whose backward is pending never share saved arrays.
-  These Functions (the fused cells, the cross-entropy) are the only ones with an object per
-  replay;
+  These Functions (the cross-entropy, fused cells outside a recurrence) are the only ones
+  with an object per replay;
+- the fused cells of a recurrent layer, a chain over the time steps sharing Wₕₕ, are
+  planned as one recurrence (:mod:`tensorgrad.jit_recurrence`): one loop over the cell's
+  array-level equations forward, BPTT in one loop backward, without an object per cell;
 - any other Function's backward, written in Variable operations, is run once at trace time
   and the operations it performs are recorded as steps (a traced backward), so that
   replaying them computes its gradients from the new arrays;
@@ -38,10 +41,10 @@ swapped for another is not). Constants the function builds from Python values st
 constants. Hooks and ``retain_grad`` on Variables made inside the function do not run in
 a replay (those Variables do not exist there).
 
-The planner also does what only a view of the whole computation allows: it drops steps
-whose results nobody reads (except random ones), frees each slot after its last use, and
-(``sum_weight_gradients=True``) computes a recurrent weight's gradient over all the steps
-of a sequence in one matmul.
+The planner also does what only a view of the whole computation allows: it runs each
+recurrence from one loop, drops steps whose results nobody reads (except random ones),
+frees each slot after its last use, and (``sum_weight_gradients=True``) computes a
+recurrent weight's gradient over all the steps of a sequence in one matmul.
 """
 
 import collections

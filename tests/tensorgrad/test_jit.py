@@ -163,6 +163,90 @@ def test_summed_weight_gradient_when_only_the_hidden_weight_needs_one(mode):
     assert weight_gradients_summed(jf.plan)
 
 
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("summed", [False, True])
+def test_a_recurrence_gives_the_initial_state_and_every_parameter_the_eager_gradients(mode, summed):
+    # BPTT in one loop: ∂L/∂hₜ carried from step to step reaches h₀ (and c₀), and the states'
+    # gradients from outside (every output hₜ feeds the loss) are added on the way.
+    tg.manual_seed(0)
+    layer = getattr(nn, mode)(3, 4, num_layers=2)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((7, 2, 3)).astype(np.float32)
+    shape = (2, 2, 4)
+    state = [rng.standard_normal(shape).astype(np.float32) for _ in range(2 if mode == "LSTM" else 1)]
+
+    def loss(x, *state):
+        out, _ = layer(x, tuple(state) if mode == "LSTM" else state[0])
+        return (out * out).sum() + out[-1].sum()
+
+    def gradients(fn):
+        layer.zero_grad()
+        states = [tg.Variable(h, requires_grad=True) for h in state]
+        fn(x, *states).backward()
+        return [p.grad.data.copy() for p in layer.parameters()] + [h.grad.data.copy() for h in states]
+
+    eager = gradients(loss)
+    jitted = tg.jit(loss, sum_weight_gradients=summed)
+    for _ in range(3):  # trace, first replay, compiled replay
+        for a, b in zip(eager, gradients(jitted), strict=True):
+            if summed:
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(a, b)
+    assert recurrences(jitted.plan) == 2
+
+
+def test_a_chain_whose_states_are_read_between_its_cells_stays_one_frame_per_cell(rng):
+    W = tg.Variable(rng.standard_normal((4, 4)) * 0.5)
+    a = rng.standard_normal((5, 2, 4))
+
+    def loss(a):
+        h, total = tg.Variable(np.zeros((2, 4))), 0
+        for t in range(5):
+            h = F.rnn_cell(a[t], h, W)
+            total = total + (h * h).sum()  # reads hₜ before the next cell: not one loop
+        return total
+
+    jitted = tg.jit(loss)
+    expected = loss(a)
+    W.cleargrad()
+    expected.backward()
+    expected_grad = W.grad.data.copy()
+    for _ in range(3):
+        W.cleargrad()
+        replay = jitted(a)
+        replay.backward()
+        assert replay.item() == expected.item()
+        np.testing.assert_array_equal(W.grad.data, expected_grad)
+    assert recurrences(jitted.plan) == 0 and jitted.plan.frames == 5
+
+
+@pytest.mark.parametrize("summed", [False, True])
+def test_a_weight_read_outside_its_chain_is_one_loop_only_when_its_gradient_is_summed(summed, rng):
+    # Exact mode adds Wₕₕ's gradients in the eager engine's order; with a second use of Wₕₕ
+    # (a penalty on it) that order interleaves with the cells', so the cells stay frames.
+    tg.manual_seed(0)
+    layer = nn.GRU(3, 4)
+    x = rng.standard_normal((6, 2, 3)).astype(np.float32)
+
+    def loss(x):
+        return (layer(x)[0] ** 2).sum() + 0.1 * (layer.weight_hh_l0 ** 2).sum()
+
+    layer.zero_grad()
+    loss(x).backward()
+    eager = [p.grad.data.copy() for p in layer.parameters()]
+    jitted = tg.jit(loss, sum_weight_gradients=summed)
+    for _ in range(2):
+        layer.zero_grad()
+        jitted(x).backward()
+        for e, p in zip(eager, layer.parameters(), strict=True):
+            if summed:
+                np.testing.assert_allclose(p.grad.data, e, rtol=1e-5, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(p.grad.data, e)
+    assert recurrences(jitted.plan) == (1 if summed else 0)
+
+
 def char_model_loss(model, V):
     def window(x, y, state):
         logits, state = model(x, state)
