@@ -17,17 +17,23 @@ The engines start from the same weights and see the same data:
 - ``numpy_bptt.py``: the forward pass and BPTT written by hand in NumPy.
 
 The machine may be shared and its speed may drift, so the engines run in alternation (the
-order rotating every round) and the table gives medians and, for the ratios, the median of
-the per-round ratios. Each engine's page faults per step are counted beside its time: memory
-that glibc's malloc gave back to the system and takes again costs a fault per 4 KB page,
-which on a virtual machine can be a tenth of a training step. ``--keep-freed-memory`` runs
-with malloc keeping freed memory, so that the engines are compared on their work alone.
-BLAS threads are set explicitly (threadpoolctl for NumPy's BLAS,
-``torch.set_num_threads`` for PyTorch). Peak memory is measured in child processes, over the first
-three steps of a new model (so the optimizer's state and whatever an engine keeps from step
-to step are included): the growth of the resident set (all engines; glibc is told to give
-large blocks back to the system at once, so that the peak shows) and, for the NumPy
-engines, the peak of NumPy's allocations under tracemalloc.
+order rotating every round) and the table gives medians and, for the ratios, the median of the
+per-round ratios. Each engine runs in a child process of its own (``step_children.py``), kept
+for the whole row and asked over a pipe for one step at a time, and the next engine is asked
+only once the last one's process is idle. Without that wait, in one process or in several, the
+threads of one engine (OpenBLAS's idle workers spin for about 0.1 s after a step) ran beside
+the next engine's step: in one process, with 2 threads on 2 CPUs, PyTorch's steps came out
+2–5× slower than with 1. Each child builds its engine from the same weights and batch, sets
+its threads (threadpoolctl for NumPy's BLAS, ``torch.set_num_threads`` for PyTorch) and takes
+two warm-up steps; its own malloc heap makes its page faults its own. Each engine's page
+faults per step are counted beside its time: memory that glibc's malloc gave back to the
+system and takes again costs a fault per 4 KB page, which on a virtual machine can be a tenth
+of a training step. ``--keep-freed-memory`` runs with malloc keeping freed memory, so that
+the engines are compared on their work alone. Peak memory is measured in child processes too,
+over the first three steps of a new model (so the optimizer's state and whatever an engine
+keeps from step to step are included): the growth of the resident set (all engines; glibc is
+told to give large blocks back to the system at once, so that the peak shows) and, for the
+NumPy engines, the peak of NumPy's allocations under tracemalloc.
 
 Then inference: a no_grad forward over a sequence (tokens/s), sampling one character at a
 time (characters/s), and a check that memory under no_grad does not grow with the length.
@@ -37,7 +43,6 @@ import argparse
 import gc
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -47,6 +52,7 @@ import tracemalloc
 import numpy as np
 from numpy_bptt import CharLM
 from overhead import machine
+from step_children import KEEP_FREED, minor_faults, rounds, start
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import tensorgrad as tg
@@ -65,10 +71,7 @@ MAX_NORM = 5.0
 LR = 2e-3
 MODES = ("rnn", "lstm", "gru")
 SIZES = ((64, 32, 100), (128, 32, 64), (256, 32, 64), (512, 64, 64))  # (H, B, T)
-# glibc's malloc gives large freed blocks back to the system, and memory taken again comes as
-# page faults (on a virtual machine, microseconds per 4 KB page). With these settings it keeps
-# and reuses them, so the engines are compared on their arithmetic alone (--keep-freed-memory).
-KEEP_FREED = {"MALLOC_TRIM_THRESHOLD_": str(2**40), "MALLOC_MMAP_THRESHOLD_": str(2**30)}
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout
 
 
 # ----------------------------------------------------------------------------- the engines
@@ -203,16 +206,12 @@ def interleaved(tasks, repeats):
         task()
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            before = _minor_faults()
-            start = time.perf_counter()
+            before = minor_faults()
+            begin = time.perf_counter()
             tasks[name]()
-            times[name].append(time.perf_counter() - start)
-            faults[name] += _minor_faults() - before
+            times[name].append(time.perf_counter() - begin)
+            faults[name] += minor_faults() - before
     return times, {name: n / repeats for name, n in faults.items()}
-
-
-def _minor_faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def summary(times, reference="tensorgrad"):
@@ -300,7 +299,7 @@ def table(header, rows=()):
         print("| " + " | ".join(row) + " |", flush=True)
 
 
-def training(modes, sizes, threads, repeats):
+def training(modes, sizes, threads, repeats, keep_freed_memory):
     print(f"\n### Training step, {threads} thread{'s' if threads > 1 else ''} "
           f"(median of {repeats} interleaved runs; ratios: median of the per-round ratios)\n")
     names = [e.name for e in ENGINES]
@@ -309,11 +308,11 @@ def training(modes, sizes, threads, repeats):
           + ["tokens/s " + n for n in names] + ["page faults " + n for n in names])
     for mode in modes:
         for hidden, batch_size, steps in sizes:
-            params = initial_weights(mode, hidden)
-            ids, targets = batch(steps, batch_size)
-            engines = [e(params, mode) for e in ENGINES]
-            times, faults = interleaved({e.name: lambda e=e, ids=ids, targets=targets: e.step(ids, targets)
-                                         for e in engines}, repeats)
+            spec = [mode, hidden, batch_size, steps, threads]
+            answers, _ = rounds({e.name: start(HERE, [e.__name__, *spec], keep_freed_memory)
+                                 for e in ENGINES}, repeats)
+            times = {n: answers[n]["seconds"] for n in names}
+            faults = {n: sum(answers[n]["faults"]) / repeats for n in names}
             medians, ratios = summary(times)
             _, jit_ratios = summary(times, reference="jit")
             table_row = [mode, f"{hidden}, {batch_size}, {steps}"]
@@ -414,7 +413,7 @@ def main():
         print(f"PyTorch {torch.__version__}")
     for threads in args.threads:
         set_threads(threads)
-        training(args.modes, sizes, threads, repeats)
+        training(args.modes, sizes, threads, repeats, args.keep_freed_memory)
         if not args.no_inference:
             inference(args.modes, sizes, threads, repeats, sample_length=50 if args.quick else 200)
     if not (args.quick or args.no_memory):
