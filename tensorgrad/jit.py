@@ -53,8 +53,9 @@ import functools
 import numpy as np
 
 from tensorgrad.function import Function
+from tensorgrad.functions.shape import Stack
 from tensorgrad.jit_code import Line, assignment, compile_lines, store
-from tensorgrad.jit_recurrence import Recurrence, RecurrenceBackward, find_chains
+from tensorgrad.jit_recurrence import Recurrence, RecurrenceBackward, find_chains, stack_in_place
 from tensorgrad.modes import set_grad_enabled, state
 from tensorgrad.variable import Variable
 
@@ -344,6 +345,7 @@ class Planner:
             self._sequences(forward)
         output_slots = tuple(self._slot_of(y, False) for y in self.outputs)
         backward, seeds, grads = self._backward(forward, output_slots)
+        backward = stack_in_place(backward, _stacks_rows)
         input_grads = tuple(grads.get(s) if v.requires_grad else None for s, v in self.inputs)
         forward = [(k, step) for k, step in enumerate(forward) if step is not None]
         self._check_read(forward, output_slots)
@@ -558,6 +560,11 @@ class Planner:
             self.sums.add(total)
             steps.append(Accumulate(previous, g, total))
             grads[s] = total
+
+
+def _stacks_rows(step):
+    """Whether plan step ``step`` stacks its inputs as the rows of a new array (axis 0)."""
+    return type(step) is Step and type(step.function) is Stack and step.function.axis == 0
 
 
 def _has_numpy_backward(function):

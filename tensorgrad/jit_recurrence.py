@@ -74,6 +74,8 @@ def _same_cell(a, function_a, b, function_b):
 
 
 def _faithful(chain, forward, functions, recorded_readers, dtype, summed):
+    """Whether one loop over ``chain`` computes what its cells compute, in the eager order
+    (the conditions of the module docstring)."""
     members = set(chain)
     states = {s for k in chain for s in forward[k].outputs}
     between = (forward[j] for j in range(chain[0] + 1, chain[-1]) if j not in members)
@@ -161,10 +163,14 @@ class RecurrenceBackward:
     outside the chain (``grad_outputs``, None for none) plus the one carried from step t+1,
     ``gates_backward`` gives ∂L/∂bₜ and ∂L/∂aₜ, and ∂L/∂hₜ = ∂L/∂bₜ Wₕₕ (+ its direct part).
     ∂L/∂Wₕₕ = Σₜ ∂L/∂bₜᵀ hₜ and ∂L/∂bₕₕ = Σₜ Σ_rows ∂L/∂bₜ: added step by step in eager mode's
-    order, or (``summed``) as one matmul over the rows of all steps."""
+    order, or (``summed``) as one matmul over the rows of all steps.
+
+    ``stacked``: the slot of [∂L/∂a₀; …] stacked (set by :func:`stack_in_place`, else None),
+    written as rows ``rows[t]`` of one array while the steps run, instead of copied after.
+    """
 
     __slots__ = ("k", "function", "weight", "grad_outputs", "grad_gate_inputs", "grad_initial",
-                 "grad_weight", "grad_bias", "summed", "shape", "dtype", "label")
+                 "grad_weight", "grad_bias", "summed", "shape", "dtype", "label", "stacked", "rows")
 
     def __init__(self, recurrence, grad_outputs, grad_gate_inputs, grad_initial, grad_weight, grad_bias,
                  summed, shape, dtype):
@@ -174,26 +180,33 @@ class RecurrenceBackward:
         self.grad_weight, self.grad_bias, self.summed = grad_weight, grad_bias, summed
         self.shape, self.dtype = shape, dtype  # of one aₜ (and ∂L/∂bₜ)
         self.label = f"BPTT: {recurrence.label}"
+        self.stacked, self.rows = None, tuple(range(len(grad_outputs)))
 
     def reads(self):
         return tuple(s for grads in self.grad_outputs for s in grads if s is not None) + (self.weight,)
 
     def writes(self):
-        grads = self.grad_gate_inputs + self.grad_initial + (self.grad_weight, self.grad_bias)
+        grads = self.grad_gate_inputs + self.grad_initial + (self.grad_weight, self.grad_bias, self.stacked)
         return tuple(s for s in grads if s is not None)
 
     def run(self, env, frames):
         states, saved = frames[self.k]
-        cell, W = self.function, env[self.weight]
+        cell, W, rows = self.function, env[self.weight], self.rows
         steps = len(saved)
-        grad_b_all = np.empty((steps,) + self.shape, self.dtype) if self.summed else None
+        whole = (steps,) + self.shape
+        grad_b_rows = np.empty(whole, self.dtype) if self.summed or self.stacked is not None else None
+        grad_a_rows = None  # [∂L/∂aₜ] stacked, where it is not ∂L/∂bₜ itself (the GRU)
         carried = [None] * len(states[0])  # ∂L/∂hₜ₊₁ (and ∂L/∂cₜ₊₁) from step t+1
         grad_W = grad_bias = None
         for t in reversed(range(steps)):
             grads = [_total(None if s is None else env[s], inner, like)
                      for s, inner, like in zip(self.grad_outputs[t], carried, states[t + 1], strict=True)]
-            grad_b = np.empty(self.shape, self.dtype) if grad_b_all is None else grad_b_all[t]
+            grad_b = np.empty(self.shape, self.dtype) if grad_b_rows is None else grad_b_rows[rows[t]]
             grad_a, grad_h_direct, *grad_more_state = cell.gates_backward(saved[t], grad_b, *grads)
+            if self.stacked is not None and grad_a is not grad_b:
+                if grad_a_rows is None:
+                    grad_a_rows = np.empty(whole, self.dtype)
+                grad_a_rows[rows[t]] = grad_a
             if self.grad_gate_inputs[t] is not None:
                 env[self.grad_gate_inputs[t]] = grad_a
             grad_h = None
@@ -202,7 +215,7 @@ class RecurrenceBackward:
                 if grad_h_direct is not None:
                     grad_h += grad_h_direct
             carried = [grad_h, *grad_more_state]
-            if grad_b_all is None:
+            if not self.summed:
                 if self.grad_weight is not None:
                     grad_W = _add(grad_W, weight_gradient(grad_b, states[t][0]))
                 if self.grad_bias is not None:
@@ -210,19 +223,47 @@ class RecurrenceBackward:
         for s, g in zip(self.grad_initial, carried, strict=True):
             if s is not None:
                 env[s] = g
-        if grad_b_all is not None:
+        if self.summed:
+            in_rows = sorted(range(steps), key=rows.__getitem__)
             if self.grad_weight is not None:
-                grad_W = weight_gradient(grad_b_all, np.stack([state[0] for state in states[:-1]]))
+                grad_W = weight_gradient(grad_b_rows, np.stack([states[t][0] for t in in_rows]))
             if self.grad_bias is not None:
-                grad_bias = bias_gradient(grad_b_all)
+                grad_bias = bias_gradient(grad_b_rows)
         if self.grad_weight is not None:
             env[self.grad_weight] = grad_W
         if self.grad_bias is not None:
             env[self.grad_bias] = grad_bias
+        if self.stacked is not None:
+            env[self.stacked] = grad_b_rows if grad_a_rows is None else grad_a_rows
 
     def __repr__(self):
         outs = ", ".join("_" if s is None else f"s{s}" for s in self.writes())
         return f"{outs} = {self.label} (#{self.k})"
+
+
+def stack_in_place(backward, is_stack):
+    """The backward steps without the stacks of a recurrence's ∂L/∂aₜ (the backward of the
+    layer's Unbind of its input side, along axis 0, in time order or reversed): each such
+    RecurrenceBackward writes the rows of the stacked array itself. ``is_stack(step)``:
+    whether a step stacks its inputs along axis 0."""
+    readers = {}
+    for step in backward:
+        for s in step.reads():
+            readers[s] = readers.get(s, 0) + 1
+    by_gradients = {}
+    for step in backward:
+        if type(step) is RecurrenceBackward and None not in step.grad_gate_inputs:
+            grads = step.grad_gate_inputs
+            by_gradients[grads] = (step, tuple(range(len(grads))))
+            by_gradients[grads[::-1]] = (step, tuple(reversed(range(len(grads)))))
+    kept = []
+    for step in backward:
+        found = by_gradients.get(tuple(step.reads())) if is_stack(step) else None
+        if found is not None and found[0].stacked is None and all(readers[s] == 1 for s in step.reads()):
+            found[0].stacked, found[0].rows = step.outputs[0], found[1]
+            continue
+        kept.append(step)
+    return kept
 
 
 def _total(outer, inner, like):

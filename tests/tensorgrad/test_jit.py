@@ -123,6 +123,10 @@ def test_every_recurrent_layer_replays_as_eager(kind, options, exact):
     fused = not options.get("peephole") and options.get("reset_after", True)
     layers = options.get("num_layers", 1) * (2 if options.get("bidirectional") else 1)
     assert recurrences(jitted_loss.plan) == (layers if fused else 0)  # each layer's cells: one loop
+    # ... whose backward writes the gradients of its input side as the rows of one array, in
+    # time order or reversed, instead of the layer's stack of them
+    stacks = [step for step in jitted_loss.plan.backward if type(getattr(step, "function", None)) is F.Stack]
+    assert (not stacks) if fused else stacks
     if not exact and fused:
         assert weight_gradients_summed(jitted_loss.plan)
     assert_same(eager, jitted, exact=exact)
