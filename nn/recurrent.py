@@ -184,10 +184,13 @@ class _RNNBase(Module):
             raise tg.ShapeError(f"{owner}: input of shape {x.shape} does not fit; expected "
                                 f"{layout}, {self.input_size}) or (seq_len, {self.input_size})")
         batched = x.ndim == 3
-        if not batched:
-            x = x.reshape(x.shape[0], 1, self.input_size)
-        elif self.batch_first:
-            x = x.transpose(1, 0, 2)
+        # Time-major, recorded in layer 0's scope with the steps along axis 0: an anomaly already
+        # in the input is then reported in the scope of its step.
+        with tg.scope(self._scope_name(0, False)), tg.step_axis(0):
+            if not batched:
+                x = x.reshape(x.shape[0], 1, self.input_size)
+            elif self.batch_first:
+                x = x.transpose(1, 0, 2)
         steps, batch = x.shape[:2]
         valid = valid_steps(owner, lengths, steps, batch)
         stacked = self.num_layers * self._directions
@@ -232,14 +235,17 @@ class _RNNBase(Module):
         return (F.dropout_mask((batch, input_size), p, dtype),
                 F.dropout_mask((batch, self.proj_size or self.hidden_size), p, dtype))
 
+    def _scope_name(self, layer, reverse):
+        """The recording scope of one layer and direction: "lstm.l0", "gru.l1.reverse", …."""
+        return f"{type(self).__name__.lower()}.l{layer}" + (".reverse" if reverse else "")
+
     def _run(self, x, state, layer, reverse, valid, all_states):
         """One direction of one layer over the sequence x (T, B, in): a :class:`_Run`.
 
         ``all_states``: the gates of every step are wanted as Variables (composed cells).
         """
-        name = f"{type(self).__name__.lower()}.l{layer}" + (".reverse" if reverse else "")
         steps, batch = x.shape[:2]
-        with tg.scope(name):
+        with tg.scope(self._scope_name(layer, reverse)):
             x_mask, h_mask = self._variational_masks(batch, x.shape[2], x.dtype)
             composed = all_states or (h_mask is not None and self.mode == "GRU")
             cell = CellEquations(self, self._suffix(layer, reverse), composed=composed,

@@ -585,9 +585,14 @@ def test_detect_anomaly_names_the_step_of_an_overflow_in_the_input_projection_wi
     lstm = nn.LSTM(2, 3, batch_first=True)
     x = np.zeros((2, 5, 2), np.float32)  # (B, T, in)
     x[1, 3, 1] = np.inf
-    # An Inf already in the input is first seen by the layout change to time-major, outside the layers.
+    # An Inf already in the input is first seen by the layout change to time-major, recorded in
+    # layer 0's scope with time on axis 0: reported at step 3.
+    message = anomaly_message(lstm, x)
     assert re.match(r"transpose: output 0 of shape \(5, 2, 2\) .* at index \(3, 1, 1\); the Function "
-                    r"was recorded at ", anomaly_message(lstm, x))
+                    r"was recorded in scope lstm.l0/t=3 at ", message)
+    # Unbatched (T, in): the reshape to (T, 1, in) likewise.
+    assert re.match(r"reshape: output 0 of shape \(5, 1, 2\) .* at index \(3, 0, 1\); the Function "
+                    r"was recorded in scope lstm.l0/t=3 at ", anomaly_message(lstm, x[1]))
     # A finite input that the projection (time-major: (T, B, 4H)) overflows at step 3 of sequence 1.
     lstm.weight_ih_l0.data[...] = 1e20
     x[1, 3, 1] = 1e20
