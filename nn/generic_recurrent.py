@@ -82,10 +82,13 @@ class Recurrent(Module):
             raise tg.ShapeError(f"Recurrent: input of shape {x.shape} does not fit; expected "
                                 f"{layout}, input_size) or (seq_len, input_size)")
         batched = x.ndim == 3
-        if not batched:
-            x = x.reshape(x.shape[0], 1, x.shape[1])
-        elif self.batch_first:
-            x = x.transpose(1, 0, 2)
+        # Time-major, recorded in layer 0's scope with the steps along axis 0 (as nn.RNN's layers
+        # do): an anomaly already in the input is reported in the scope of its step.
+        with tg.scope("recurrent.l0"), tg.step_axis(0):
+            if not batched:
+                x = x.reshape(x.shape[0], 1, x.shape[1])
+            elif self.batch_first:
+                x = x.transpose(1, 0, 2)
         steps, batch = x.shape[:2]
         valid = valid_steps("Recurrent", lengths, steps, batch)
         cells = list(self._modules.values())
@@ -117,9 +120,9 @@ class Recurrent(Module):
 
 def _run(cell, name, x, state, valid, reverse):
     """One cell over the sequence x (T, B, in): every step's h stacked (T, B, H), and the last state."""
-    inputs = F.unbind(x)
-    hidden = [None] * len(inputs)
     with tg.scope(name):
+        inputs = F.unbind(x)  # output t: step t's input
+        hidden = [None] * len(inputs)
         for t in reversed(range(len(inputs))) if reverse else range(len(inputs)):
             with tg.scope(f"t={t}"):
                 new = cell(inputs[t], state)

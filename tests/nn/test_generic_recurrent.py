@@ -163,6 +163,25 @@ def test_each_step_is_a_scope_and_drawn_as_a_cluster(rng):
     assert make_dot(out).source.count("subgraph cluster") >= 6 + 2
 
 
+def test_detect_anomaly_names_the_step_of_an_inf_in_the_input(rng):
+    x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+    x[3, 1, 0] = np.inf
+
+    def message(layer, x):
+        with tg.detect_anomaly(), np.errstate(invalid="ignore"), pytest.raises(tg.AnomalyError) as error:
+            layer(x)
+        return str(error.value)
+
+    # time-major: the layer's unbind into steps sees it first, as its output 3 (step 3)
+    assert message(nn.Recurrent(MinimalGatedUnit(3, 4)), x).startswith(
+        "unbind: output 3 of shape (2, 3) contains NaN or Inf at index (1, 0); the Function was recorded "
+        "in scope recurrent.l0 at ")
+    # batch_first: the change to time-major, recorded with time on axis 0, names the step
+    assert message(nn.Recurrent(MinimalGatedUnit(3, 4), batch_first=True), x.transpose(1, 0, 2)).startswith(
+        "transpose: output 0 of shape (5, 2, 3) contains NaN or Inf at index (3, 1, 0); the Function was "
+        "recorded in scope recurrent.l0/t=3 at ")
+
+
 def test_carried_state_continues_the_sequence(rng):
     layer = nn.Recurrent(PeepholeLSTM(2, 3)).double()
     x = rng.standard_normal((6, 2, 2))
