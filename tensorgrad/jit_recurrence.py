@@ -194,8 +194,9 @@ class RecurrenceBackward:
         cell, W, rows = self.function, env[self.weight], self.rows
         steps = len(saved)
         whole = (steps,) + self.shape
-        grad_b_rows = np.empty(whole, self.dtype) if self.summed or self.stacked is not None else None
-        grad_a_rows = None  # [∂L/∂aₜ] stacked, where it is not ∂L/∂bₜ itself (the GRU)
+        stacked, apart = self.stacked is not None, not cell.grad_a_is_grad_b
+        grad_b_rows = np.empty(whole, self.dtype) if self.summed or (stacked and not apart) else None
+        grad_a_rows = np.empty(whole, self.dtype) if stacked and apart else None  # the GRU's [∂L/∂aₜ]
         carried = [None] * len(states[0])  # ∂L/∂hₜ₊₁ (and ∂L/∂cₜ₊₁) from step t+1
         grad_W = grad_bias = None
         for t in reversed(range(steps)):
@@ -203,9 +204,7 @@ class RecurrenceBackward:
                      for s, inner, like in zip(self.grad_outputs[t], carried, states[t + 1], strict=True)]
             grad_b = np.empty(self.shape, self.dtype) if grad_b_rows is None else grad_b_rows[rows[t]]
             grad_a, grad_h_direct, *grad_more_state = cell.gates_backward(saved[t], grad_b, *grads)
-            if self.stacked is not None and grad_a is not grad_b:
-                if grad_a_rows is None:
-                    grad_a_rows = np.empty(whole, self.dtype)
+            if grad_a_rows is not None:
                 grad_a_rows[rows[t]] = grad_a
             if self.grad_gate_inputs[t] is not None:
                 env[self.grad_gate_inputs[t]] = grad_a
@@ -233,7 +232,7 @@ class RecurrenceBackward:
             env[self.grad_weight] = grad_W
         if self.grad_bias is not None:
             env[self.grad_bias] = grad_bias
-        if self.stacked is not None:
+        if stacked:
             env[self.stacked] = grad_b_rows if grad_a_rows is None else grad_a_rows
 
     def __repr__(self):

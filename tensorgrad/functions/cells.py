@@ -127,7 +127,8 @@ class _FusedCell(Function):
     Each cell writes its equations once, as two methods on arrays that keep nothing on the
     Function: ``gates(a, b, h[, c])`` returns (the outputs, what backward needs), and
     ``gates_backward(saved, grad_b, *grad_outputs)`` writes ∂L/∂b into ``grad_b`` and returns
-    (∂L/∂a, the part of ∂L/∂h that does not pass through b or None[, ∂L/∂c]). ``forward`` and
+    (∂L/∂a — ``grad_b`` itself where ``grad_a_is_grad_b`` —, the part of ∂L/∂h that does not
+    pass through b or None[, ∂L/∂c]). ``forward`` and
     ``numpy_backward`` call them for one step; ``tg.jit``'s planner calls them in one loop for
     all the steps of a sequence (:mod:`tensorgrad.jit_recurrence`).
 
@@ -137,6 +138,7 @@ class _FusedCell(Function):
     """
 
     states = 1  # h; the LSTM has (h, c)
+    grad_a_is_grad_b = True  # ∂L/∂a = ∂L/∂b, one array (not so in the GRU, whose r multiplies bₙ)
     grad_hidden_side = None  # where numpy_backward writes ∂L/∂b, if a plan gives it (see hidden_side_inputs)
 
     def __init__(self, weight_t=None):
@@ -284,6 +286,7 @@ class FusedGRUCell(_FusedCell):
     """
 
     op = "gru_cell"
+    grad_a_is_grad_b = False
 
     def composed(self, a, h, W, b=None):
         return gru_step(a, linear(h, W, b), h)[0][0]
