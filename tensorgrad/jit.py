@@ -345,7 +345,7 @@ class Planner:
             self._sequences(forward)
         output_slots = tuple(self._slot_of(y, False) for y in self.outputs)
         backward, seeds, grads = self._backward(forward, output_slots)
-        backward = stack_in_place(backward, _stacks_rows)
+        backward = stack_in_place(forward, backward, _stacks_rows)
         input_grads = tuple(grads.get(s) if v.requires_grad else None for s, v in self.inputs)
         forward = [(k, step) for k, step in enumerate(forward) if step is not None]
         self._check_read(forward, output_slots)

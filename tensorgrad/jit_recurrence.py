@@ -103,7 +103,7 @@ class Recurrence:
     """
 
     __slots__ = ("k", "function", "bindings", "gate_inputs", "initial", "weight", "bias", "step_outputs",
-                 "label", "scope")
+                 "label", "scope", "stacked", "rows")
     frame = False
 
     def __init__(self, k, cells, functions):
@@ -117,28 +117,42 @@ class Recurrence:
         self.step_outputs = tuple(step.outputs for step in cells)
         self.label = f"{self.function.name} × {len(cells)}"
         self.scope = _common_scope([getattr(f, "scope", None) for f in functions])
+        self.stacked, self.rows = None, None  # see stack_in_place
 
     def reads(self):
         hidden_side = (self.weight,) if self.bias is None else (self.weight, self.bias)
         return self.gate_inputs + self.initial + hidden_side + tuple(b[2] for b in self.bindings)
 
     def writes(self):
-        return tuple(s for outputs in self.step_outputs for s in outputs)
+        stacked = () if self.stacked is None else (self.stacked,)
+        return tuple(s for outputs in self.step_outputs for s in outputs) + stacked
 
     def run(self, env, frames):
+        """The steps; with ``stacked``, each hₜ₊₁ written as a row of one array hs of T + 1 rows
+        that also holds h₀, in time order: the stacked outputs and the steps' h inputs are then
+        both views of it (``frames[k]`` keeps the latter, for a weight gradient over all steps)."""
         cell = self.function
         W = env[self.weight]
         bias = None if self.bias is None else env[self.bias]
         state = tuple(env[s] for s in self.initial)
+        rows = hs = h_inputs = None
+        if self.stacked is not None:
+            h0 = state[0]
+            hs = np.empty((len(self.rows) + 1,) + h0.shape, h0.dtype)
+            forward = self.rows[0] == 0  # else reversed: h₀ after the last row
+            rows = [r + 1 for r in self.rows] if forward else self.rows
+            hs[0 if forward else -1] = h0
+            env[self.stacked], h_inputs = (hs[1:], hs[:-1]) if forward else (hs[:-1], hs[1:])
         states, saved = [state], []
-        for a, outputs in zip(self.gate_inputs, self.step_outputs, strict=True):
-            state, kept = cell.gates(env[a], cell.hidden_side(state[0], W, bias), *state)
+        for t, (a, outputs) in enumerate(zip(self.gate_inputs, self.step_outputs, strict=True)):
+            out = None if hs is None else hs[rows[t]]
+            state, kept = cell.gates(env[a], cell.hidden_side(state[0], W, bias), *state, out=out)
             for s, y in zip(outputs, state, strict=True):
                 env[s] = y
             states.append(state)
             saved.append(kept)
         if frames is not None:
-            frames[self.k] = states, saved
+            frames[self.k] = states, saved, (h_inputs, self.rows)
 
     def __repr__(self):
         return (f"s{self.step_outputs[-1][0]}, … = {self.label}(s{self.gate_inputs[0]} …, "
@@ -190,7 +204,7 @@ class RecurrenceBackward:
         return tuple(s for s in grads if s is not None)
 
     def run(self, env, frames):
-        states, saved = frames[self.k]
+        states, saved, (h_inputs, h_rows) = frames[self.k]
         cell, W, rows = self.function, env[self.weight], self.rows
         steps = len(saved)
         whole = (steps,) + self.shape
@@ -223,9 +237,10 @@ class RecurrenceBackward:
             if s is not None:
                 env[s] = g
         if self.summed:
-            in_rows = sorted(range(steps), key=rows.__getitem__)
             if self.grad_weight is not None:
-                grad_W = weight_gradient(grad_b_rows, np.stack([states[t][0] for t in in_rows]))
+                if h_rows != rows:  # the forward steps' h inputs are not rows of one array in this order
+                    h_inputs = np.stack([states[t][0] for t in sorted(range(steps), key=rows.__getitem__)])
+                grad_W = weight_gradient(grad_b_rows, h_inputs)
             if self.grad_bias is not None:
                 grad_bias = bias_gradient(grad_b_rows)
         if self.grad_weight is not None:
@@ -240,29 +255,39 @@ class RecurrenceBackward:
         return f"{outs} = {self.label} (#{self.k})"
 
 
-def stack_in_place(backward, is_stack):
-    """The backward steps without the stacks of a recurrence's ∂L/∂aₜ (the backward of the
-    layer's Unbind of its input side, along axis 0, in time order or reversed): each such
-    RecurrenceBackward writes the rows of the stacked array itself. ``is_stack(step)``:
-    whether a step stacks its inputs along axis 0."""
-    readers = {}
-    for step in backward:
-        for s in step.reads():
-            readers[s] = readers.get(s, 0) + 1
-    by_gradients = {}
+def stack_in_place(forward, backward, is_stack):
+    """Let each recurrence write, as the rows of one array, what the layer stacks after it: its
+    outputs h₁ … h_T (forward), and its ∂L/∂a₀ … ∂L/∂a_{T-1} (the backward of the layer's unbind
+    of the input side), in time order or reversed; the Stack steps are then dropped (None in
+    ``forward``, which is indexed by trace position; left out of the returned backward).
+    ``is_stack(step)``: whether a step stacks its inputs along axis 0."""
+    for step in forward:
+        if type(step) is Recurrence:
+            h = tuple(outputs[0] for outputs in step.step_outputs)
+            found = _stacking(forward, h, is_stack)
+            if found is not None:
+                j, step.stacked, step.rows = found
+                forward[j] = None
+    kept = list(backward)
     for step in backward:
         if type(step) is RecurrenceBackward and None not in step.grad_gate_inputs:
-            grads = step.grad_gate_inputs
-            by_gradients[grads] = (step, tuple(range(len(grads))))
-            by_gradients[grads[::-1]] = (step, tuple(reversed(range(len(grads)))))
-    kept = []
-    for step in backward:
-        found = by_gradients.get(tuple(step.reads())) if is_stack(step) else None
-        if found is not None and found[0].stacked is None and all(readers[s] == 1 for s in step.reads()):
-            found[0].stacked, found[0].rows = step.outputs[0], found[1]
-            continue
-        kept.append(step)
+            found = _stacking(kept, step.grad_gate_inputs, is_stack)
+            if found is not None:
+                j, step.stacked, step.rows = found
+                del kept[j]
     return kept
+
+
+def _stacking(steps, slots, is_stack):
+    """(index, output slot, rows) of the step of ``steps`` stacking exactly ``slots`` (rows: where
+    each goes), in their order or reversed; or None."""
+    for j, step in enumerate(steps):
+        if step is not None and is_stack(step):
+            if step.inputs == slots:
+                return j, step.outputs[0], tuple(range(len(slots)))
+            if step.inputs == slots[::-1]:
+                return j, step.outputs[0], tuple(reversed(range(len(slots))))
+    return None
 
 
 def _total(outer, inner, like):

@@ -125,7 +125,8 @@ class _FusedCell(Function):
     recorded ``backward``, which differentiates :meth:`composed`.
 
     Each cell writes its equations once, as two methods on arrays that keep nothing on the
-    Function: ``gates(a, b, h[, c])`` returns (the outputs, what backward needs), and
+    Function: ``gates(a, b, h[, c], out=None)`` returns (the outputs, what backward needs),
+    h' written into ``out`` if given, and
     ``gates_backward(saved, grad_b, *grad_outputs)`` writes ∂L/∂b into ``grad_b`` and returns
     (∂L/∂a — ``grad_b`` itself where ``grad_a_is_grad_b`` —, the part of ∂L/∂h that does not
     pass through b or None[, ∂L/∂c]). ``forward`` and
@@ -214,9 +215,9 @@ class FusedRNNCell(_FusedCell):
         (h_next,), self.saved = self.gates(a, self.hidden_side(h, W, b), h)
         return h_next
 
-    def gates(self, a, b, h):
+    def gates(self, a, b, h, out=None):
         z = a + b
-        h_next = np.tanh(z) if self.nonlinearity == "tanh" else np.maximum(z, 0)
+        h_next = np.tanh(z, out=out) if self.nonlinearity == "tanh" else np.maximum(z, 0, out=out)
         return (h_next,), h_next
 
     def gates_backward(self, h_next, grad_z, grad_h_next):
@@ -250,7 +251,7 @@ class FusedLSTMCell(_FusedCell):
         outputs, self.saved = self.gates(a, self.hidden_side(h, W, b), h, c)
         return outputs
 
-    def gates(self, a, b, h, c):
+    def gates(self, a, b, h, c, out=None):
         H = c.shape[-1]
         z = a + b
         i, f = _slices(sigmoid_array(z[..., :2 * H]), 2)
@@ -258,7 +259,7 @@ class FusedLSTMCell(_FusedCell):
         o = sigmoid_array(z[..., 3 * H:])
         c_next = f * c + i * g
         tanh_c_next = np.tanh(c_next)
-        return (o * tanh_c_next, c_next), (i, f, g, o, tanh_c_next, c)
+        return (np.multiply(o, tanh_c_next, out=out), c_next), (i, f, g, o, tanh_c_next, c)
 
     def gates_backward(self, saved, grad_z, grad_h_next, grad_c_next):
         i, f, g, o, tanh_c_next, c = saved
@@ -295,12 +296,12 @@ class FusedGRUCell(_FusedCell):
         (h_next,), self.saved = self.gates(a, self.hidden_side(h, W, b), h)
         return h_next
 
-    def gates(self, a, b, h):
+    def gates(self, a, b, h, out=None):
         H = h.shape[-1]
         b_n = b[..., 2 * H:]
         r, z = _slices(sigmoid_array(a[..., :2 * H] + b[..., :2 * H]), 2)
         n = np.tanh(a[..., 2 * H:] + r * b_n)
-        return (n + z * (h - n),), (r, z, n, b_n, h)  # h' = (1 - z) ⊙ n + z ⊙ h
+        return (np.add(n, z * (h - n), out=out),), (r, z, n, b_n, h)  # h' = (1 - z) ⊙ n + z ⊙ h
 
     def gates_backward(self, saved, grad_b, grad_h_next):
         r, z, n, b_n, h = saved

@@ -123,8 +123,10 @@ def test_every_recurrent_layer_replays_as_eager(kind, options, exact):
     fused = not options.get("peephole") and options.get("reset_after", True)
     layers = options.get("num_layers", 1) * (2 if options.get("bidirectional") else 1)
     assert recurrences(jitted_loss.plan) == (layers if fused else 0)  # each layer's cells: one loop
-    # ... whose backward writes the gradients of its input side as the rows of one array, in
-    # time order or reversed, instead of the layer's stack of them
+    # ... which writes its outputs, and in backward the gradients of its input side, as the rows
+    # of one array, in time order or reversed, instead of the layer's stacks of them
+    plan = jitted_loss.plan
+    assert all(step.stacked is not None for step in plan.forward + plan.backward if hasattr(step, "stacked"))
     stacks = [step for step in jitted_loss.plan.backward if type(getattr(step, "function", None)) is F.Stack]
     assert (not stacks) if fused else stacks
     if not exact and fused:
