@@ -253,6 +253,32 @@ def test_a_weight_read_outside_its_chain_is_one_loop_only_when_its_gradient_is_s
     assert recurrences(jitted.plan) == (1 if summed else 0)
 
 
+@pytest.mark.parametrize("mode", ["RNN", "LSTM"])
+def test_cells_whose_state_is_masked_between_steps_sum_their_weight_gradient_without_a_recurrence(mode):
+    # Variational dropout multiplies h by one mask before every step: the cells are no chain
+    # (a product sits between them), so each stays a frame, and with sum_weight_gradients the
+    # plan still computes Wₕₕ's gradient over all steps in one matmul (WeightGradient).
+    layer = getattr(nn, mode)(3, 4, variational_dropout=0.3)
+    x = np.random.default_rng(3).standard_normal((6, 2, 3)).astype(np.float32)
+
+    def loss(x):
+        return (layer(x)[0] ** 2).sum()
+
+    def gradients(fn, seed):
+        tg.manual_seed(seed)
+        layer.zero_grad()
+        fn(x).backward()
+        return [p.grad.data.copy() for p in layer.parameters()]
+
+    jitted = tg.jit(loss, sum_weight_gradients=True)
+    gradients(jitted, 0)  # the trace
+    for seed in (1, 2):  # replays: the masks drawn from the seed, as in eager mode
+        for a, b in zip(gradients(loss, seed), gradients(jitted, seed), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert recurrences(jitted.plan) == 0
+    assert any(type(step).__name__ == "WeightGradient" for step in jitted.plan.backward)
+
+
 def char_model_loss(model, V):
     def window(x, y, state):
         logits, state = model(x, state)
