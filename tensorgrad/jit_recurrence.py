@@ -251,7 +251,8 @@ class RecurrenceBackward:
             env[self.stacked] = grad_b_rows if grad_a_rows is None else grad_a_rows
 
     def __repr__(self):
-        outs = ", ".join("_" if s is None else f"s{s}" for s in self.writes())
+        written = self.writes()
+        outs = f"s{written[0]} … s{written[-1]}" if len(written) > 2 else ", ".join(f"s{s}" for s in written)
         return f"{outs} = {self.label} (#{self.k})"
 
 
