@@ -120,9 +120,9 @@ class Recurrent(Module):
 
 def _run(cell, name, x, state, valid, reverse):
     """One cell over the sequence x (T, B, in): every step's h stacked (T, B, H), and the last state."""
+    inputs = F.unbind(x)
+    hidden = [None] * len(inputs)
     with tg.scope(name):
-        inputs = F.unbind(x)  # output t: step t's input
-        hidden = [None] * len(inputs)
         for t in reversed(range(len(inputs))) if reverse else range(len(inputs)):
             with tg.scope(f"t={t}"):
                 new = cell(inputs[t], state)

@@ -174,8 +174,7 @@ def test_detect_anomaly_names_the_step_of_an_inf_in_the_input(rng):
 
     # time-major: the layer's unbind into steps sees it first, as its output 3 (step 3)
     assert message(nn.Recurrent(MinimalGatedUnit(3, 4)), x).startswith(
-        "unbind: output 3 of shape (2, 3) contains NaN or Inf at index (1, 0); the Function was recorded "
-        "in scope recurrent.l0 at ")
+        "unbind: output 3 of shape (2, 3) contains NaN or Inf at index (1, 0); the Function was recorded at ")
     # batch_first: the change to time-major, recorded with time on axis 0, names the step
     assert message(nn.Recurrent(MinimalGatedUnit(3, 4), batch_first=True), x.transpose(1, 0, 2)).startswith(
         "transpose: output 0 of shape (5, 2, 3) contains NaN or Inf at index (3, 1, 0); the Function was "
