@@ -292,11 +292,14 @@ def _stacking(steps, slots, is_stack):
 
 
 def _total(outer, inner, like):
-    """A state's whole gradient: from outside the chain plus from the next step, as the eager
-    engine adds them; zeros (shaped as ``like``) when neither reached it."""
+    """A state's whole gradient: from outside the chain plus from the next step (added into
+    ``inner``, the loop's own array); zeros (shaped as ``like``) when neither reached it."""
     if outer is None:
         return np.zeros_like(like) if inner is None else inner
-    return outer if inner is None else outer + inner
+    if inner is None:
+        return outer
+    inner += outer
+    return inner
 
 
 def _add(total, g):

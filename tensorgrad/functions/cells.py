@@ -221,8 +221,10 @@ class FusedRNNCell(_FusedCell):
         return (h_next,), h_next
 
     def gates_backward(self, h_next, grad_z, grad_h_next):
-        if self.nonlinearity == "tanh":
-            np.multiply(grad_h_next, 1 - h_next * h_next, out=grad_z)
+        if self.nonlinearity == "tanh":  # (1 - h'²) ⊙ ∂L/∂h', in the one array
+            np.multiply(h_next, h_next, out=grad_z)
+            np.subtract(1, grad_z, out=grad_z)
+            grad_z *= grad_h_next
         else:
             np.multiply(grad_h_next, h_next > 0, out=grad_z)
         return grad_z, None
