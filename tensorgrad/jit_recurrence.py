@@ -22,6 +22,11 @@ gradient reaching a state from outside the chain is known before its backward st
 its operands share one dtype; and, unless the weight gradients are summed anyway, its
 inputs and weights are read by no other recorded operation (so that no gradient is added
 to theirs in another order than eager mode's). Other cells stay frames.
+
+What the layer stacks around the loop, the loop writes in place (:func:`stack_in_place`):
+the states hₜ as the rows of one array that holds h₀ too (the layer's stacked output is a view
+of it, and so are the h rows of the one-matmul Wₕₕ gradient), and the ∂L/∂aₜ as the rows of
+the gradient of the layer's whole input side, so that neither is copied after the loop.
 """
 
 import numpy as np
