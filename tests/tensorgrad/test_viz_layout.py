@@ -15,6 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from user_cells import MinimalGatedUnit
 
 import nn
 import tensorgrad as tg
@@ -361,21 +362,6 @@ def test_rows_stand_in_recording_order_from_the_bottom_up(mode, layers, bidirect
     for options in [{}, {"collapse": True}, {"steps": slice(1, 3)}, {"shared": "edges"}, {"time": "down"}]:
         layout = Layout(viz.make_dot(loss, params=params, **options))
         assert_rows_stacked(layout, 0 if options.get("time") == "down" else 1, expected)
-
-
-class MinimalGatedUnit(nn.Module):
-    """A user's cell: f = σ(W_f[x, h] + b_f), h' = (1 - f)⊙h + f⊙tanh(W_h[x, f⊙h] + b_h)."""
-
-    def __init__(self, input_size, hidden_size):
-        super().__init__()
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.forget = nn.Linear(input_size + hidden_size, hidden_size)
-        self.candidate = nn.Linear(input_size + hidden_size, hidden_size)
-
-    def forward(self, x, h):
-        h = np.zeros((x.shape[0], self.hidden_size), x.dtype) if h is None else h
-        f = F.sigmoid(self.forget(F.concat([x, h], axis=1)))
-        return (1 - f) * h + f * F.tanh(self.candidate(F.concat([x, f * h], axis=1)))
 
 
 @pytest.mark.parametrize("cell", ["user", "LSTMCell"])
