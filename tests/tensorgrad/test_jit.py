@@ -202,6 +202,35 @@ def test_a_recurrence_gives_the_initial_state_and_every_parameter_the_eager_grad
     assert recurrences(jitted.plan) == 2
 
 
+@pytest.mark.parametrize("summed", [False, True])
+def test_a_recurrence_takes_gradients_of_its_final_state_from_outside(summed):
+    # h_n and c_n feed the loss beside the outputs: BPTT starts from ∂L/∂h_T and ∂L/∂c_T as given.
+    tg.manual_seed(1)
+    layer = nn.LSTM(3, 4, bidirectional=True)
+    x = np.random.default_rng(6).standard_normal((5, 2, 3)).astype(np.float32)
+
+    def loss(x):
+        out, (h_n, c_n) = layer(x)
+        return (out * out).mean() + (h_n * c_n).sum() + (c_n ** 2).sum()
+
+    layer.zero_grad()
+    expected = loss(x)
+    expected.backward()
+    eager = [p.grad.data.copy() for p in layer.parameters()]
+    jitted = tg.jit(loss, sum_weight_gradients=summed)
+    for _ in range(3):
+        layer.zero_grad()
+        replay = jitted(x)
+        replay.backward()
+        assert replay.item() == expected.item()
+        for e, p in zip(eager, layer.parameters(), strict=True):
+            if summed:
+                np.testing.assert_allclose(p.grad.data, e, rtol=1e-5, atol=1e-6)
+            else:
+                np.testing.assert_array_equal(p.grad.data, e)
+    assert recurrences(jitted.plan) == 2
+
+
 def test_a_chain_whose_states_are_read_between_its_cells_stays_one_frame_per_cell(rng):
     W = tg.Variable(rng.standard_normal((4, 4)) * 0.5)
     a = rng.standard_normal((5, 2, 4))
