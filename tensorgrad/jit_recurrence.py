@@ -301,14 +301,11 @@ def _total(outer, inner, like):
     ``inner``, the loop's own array); zeros (shaped as ``like``) when neither reached it."""
     if outer is None:
         return np.zeros_like(like) if inner is None else inner
-    if inner is None:
-        return outer
-    inner += outer
-    return inner
+    return _add(inner, outer)
 
 
 def _add(total, g):
-    """``total`` + ``g``, in place into a total of the plan's own (None: the first term)."""
+    """``total`` + ``g``, in place into a total of the loop's own (``total`` None: ``g`` itself)."""
     if total is None:
         return g
     total += g

@@ -126,10 +126,9 @@ class _FusedCell(Function):
 
     Each cell writes its equations once, as two methods on arrays that keep nothing on the
     Function: ``gates(a, b, h[, c], out=None)`` returns (the outputs, what backward needs),
-    h' written into ``out`` if given, and
-    ``gates_backward(saved, grad_b, *grad_outputs)`` writes ∂L/∂b into ``grad_b`` and returns
-    (∂L/∂a — ``grad_b`` itself where ``grad_a_is_grad_b`` —, the part of ∂L/∂h that does not
-    pass through b or None[, ∂L/∂c]). ``forward`` and
+    h' written into ``out`` if given; ``gates_backward(saved, grad_b, *grad_outputs)`` writes
+    ∂L/∂b into ``grad_b`` and returns (∂L/∂a — ``grad_b`` itself where ``grad_a_is_grad_b`` —,
+    the part of ∂L/∂h that does not pass through b or None[, ∂L/∂c]). ``forward`` and
     ``numpy_backward`` call them for one step; ``tg.jit``'s planner calls them in one loop for
     all the steps of a sequence (:mod:`tensorgrad.jit_recurrence`).
 
