@@ -29,7 +29,10 @@ source per step (:mod:`tensorgrad.jit_code`), without the loop of an interpreter
 
 A replay is recorded on the tape as one node, whose backward runs the backward plan and
 hands gradients to the plan's inputs: the array arguments that require them and the leaf
-Variables the function read (a model's parameters).
+Variables the function read (a model's parameters). That backward runs once per replay: it
+frees what the forward kept as it goes (as PyTorch's backward does without ``retain_graph``),
+so a second backward through the same replay is a clear error, where eager mode's tape,
+which keeps its arrays, allows one.
 
 What the trace freezes (it sees operations, not Python): every decision the function
 makes from values (``if loss.item() > 1``), from Python state (a module's ``training``
@@ -1075,7 +1078,14 @@ class _Replayed(Function):
         return outputs[0] if len(outputs) == 1 else outputs
 
     def numpy_backward(self, *grad_outputs):
-        return self.plan.run_backward(self.env, self.frames, grad_outputs)
+        """The backward plan, once: it frees each array the forward kept after its last use, so a
+        second backward through this node (eager mode's tape keeps its arrays) is an error."""
+        if self.env is None:
+            raise RuntimeError(f"{self.op}: backward through a replayed function a second time; its "
+                               "backward plan frees the arrays the forward kept as it runs. Call the "
+                               "function again for a new backward, or call fn.eager, whose tape keeps them")
+        env, frames, self.env, self.frames = self.env, self.frames, None, None
+        return self.plan.run_backward(env, frames, grad_outputs)
 
     def backward(self, *grad_outputs):
         """Called by the engine only when the backward pass is recorded, which a plan cannot do."""

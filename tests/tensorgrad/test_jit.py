@@ -407,6 +407,22 @@ def test_create_graph_through_a_replay_is_an_error():
     np.testing.assert_allclose(gx.data, 3 * x.data ** 2)
 
 
+def test_a_second_backward_through_one_replay_is_an_error_and_a_new_replay_works():
+    model = nn.LSTM(3, 4).double()
+    x = tg.Variable(np.random.default_rng(0).standard_normal((5, 2, 3)), requires_grad=True)
+    jf = tg.jit(lambda x: (model(x)[0] ** 2).sum())
+    jf(x)
+    y = jf(x)
+    y.backward()
+    first = x.grad.data.copy()
+    with pytest.raises(RuntimeError, match=r"jit\(<lambda>\): backward through a replayed function a second "
+                                           r"time.*fn.eager"):
+        y.backward()
+    x.grad = None
+    jf(x).backward()  # a new replay has its own arrays
+    np.testing.assert_array_equal(x.grad.data, first)
+
+
 def test_what_the_trace_cannot_replay_is_an_error_at_trace_time():
     W = tg.Variable(np.ones((3, 3)))
 
