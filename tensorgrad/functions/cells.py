@@ -101,6 +101,11 @@ def _slices(z, n):
     return [z[..., k * H:(k + 1) * H] for k in range(n)]
 
 
+def _add_into(a, b):
+    """a + b, written into b (a step's own array) when both have one dtype (else NumPy promotes)."""
+    return np.add(a, b, out=b) if a.dtype == b.dtype else a + b
+
+
 def _rows(array):
     """``array`` (..., n) as a 2-d array of rows (m, n)."""
     return array.reshape(-1, array.shape[-1])
@@ -126,11 +131,12 @@ class _FusedCell(Function):
 
     Each cell writes its equations once, as two methods on arrays that keep nothing on the
     Function: ``gates(a, b, h[, c], out=None)`` returns (the outputs, what backward needs),
-    h' written into ``out`` if given; ``gates_backward(saved, grad_b, *grad_outputs)`` writes
-    ∂L/∂b into ``grad_b`` and returns (∂L/∂a — ``grad_b`` itself where ``grad_a_is_grad_b`` —,
-    the part of ∂L/∂h that does not pass through b or None[, ∂L/∂c]). ``forward`` and
-    ``numpy_backward`` call them for one step; ``tg.jit``'s planner calls them in one loop for
-    all the steps of a sequence (:mod:`tensorgrad.jit_recurrence`).
+    h' written into ``out`` if given; it may overwrite b, the step's own array (made by
+    :meth:`hidden_side` for that step alone), with a + b. ``gates_backward(saved, grad_b,
+    *grad_outputs)`` writes ∂L/∂b into ``grad_b`` and returns (∂L/∂a — ``grad_b`` itself
+    where ``grad_a_is_grad_b`` —, the part of ∂L/∂h that does not pass through b or None[,
+    ∂L/∂c]). ``forward`` and ``numpy_backward`` call them for one step; ``tg.jit``'s planner
+    calls them in one loop for all the steps of a sequence (:mod:`tensorgrad.jit_recurrence`).
 
     ``weight_t``, if given, is Wₕₕᵀ copied into C order by a layer that multiplies by it at
     every step: BLAS multiplies a thin h by it up to twice as fast as by the view ``Wₕₕ.T``.
@@ -215,7 +221,8 @@ class FusedRNNCell(_FusedCell):
         return h_next
 
     def gates(self, a, b, h, out=None):
-        z = a + b
+        z = _add_into(a, b)
+        out = z if out is None else out
         h_next = np.tanh(z, out=out) if self.nonlinearity == "tanh" else np.maximum(z, 0, out=out)
         return (h_next,), h_next
 
@@ -254,7 +261,7 @@ class FusedLSTMCell(_FusedCell):
 
     def gates(self, a, b, h, c, out=None):
         H = c.shape[-1]
-        z = a + b
+        z = _add_into(a, b)
         i, f = _slices(sigmoid_array(z[..., :2 * H]), 2)
         g = np.tanh(z[..., 2 * H:3 * H])
         o = sigmoid_array(z[..., 3 * H:])
@@ -300,7 +307,7 @@ class FusedGRUCell(_FusedCell):
     def gates(self, a, b, h, out=None):
         H = h.shape[-1]
         b_n = b[..., 2 * H:]
-        r, z = _slices(sigmoid_array(a[..., :2 * H] + b[..., :2 * H]), 2)
+        r, z = _slices(sigmoid_array(_add_into(a[..., :2 * H], b[..., :2 * H])), 2)
         n = np.tanh(a[..., 2 * H:] + r * b_n)
         return (np.add(n, z * (h - n), out=out),), (r, z, n, b_n, h)  # h' = (1 - z) ⊙ n + z ⊙ h
 

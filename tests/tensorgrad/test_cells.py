@@ -121,6 +121,18 @@ def test_fused_cell_keeps_float32(name):
 
 
 @pytest.mark.parametrize("name", CELLS)
+def test_fused_cell_with_a_float64_input_side_promotes_as_its_composed_form(name):
+    """The fused cells add a into the hidden side's array only where both have one dtype."""
+    fn = CELLS[name][0]
+    xs = inputs(name, dtype=np.float32)
+    xs[0] = tg.Variable(xs[0].data.astype(np.float64))
+    fused, composed = as_tuple(fn(*xs)), as_tuple(fn(*xs, fused=False))
+    for ours, theirs in zip(fused, composed, strict=True):
+        assert ours.dtype == theirs.dtype == np.float64
+        np.testing.assert_allclose(ours.data, theirs.data, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", CELLS)
 def test_fused_gradcheck(name):
     fn = CELLS[name][0]
     assert tg.gradcheck(fn, *inputs(name))
