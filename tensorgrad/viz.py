@@ -23,7 +23,7 @@ import numpy as np
 
 from tensorgrad import unfolded
 from tensorgrad.autograd import reachable_functions
-from tensorgrad.jit import Plan
+from tensorgrad.jit_plan import Plan
 from tensorgrad.variable import Variable
 
 DOT_NOT_FOUND = ("Graphviz's 'dot' program was not found; install it with 'apt-get install graphviz' "
