@@ -38,7 +38,9 @@ class Function:
     outputs. Constant arguments (axes, indices, probabilities) go to ``__init__``.
 
     Calling an instance records it, when any input requires a gradient and gradient mode
-    is on; each instance is called once.
+    is on; each instance is called once. A Function whose outputs have no gradient at all
+    (a comparison's booleans) sets ``differentiable = False``: it is never recorded, and
+    needs no ``backward``.
 
     The one hook for speed, the rule of PyTorch's ``once_differentiable``: a Function may
     also define ``numpy_backward(self, *grad_output_arrays)``, which receives one ndarray
@@ -51,6 +53,7 @@ class Function:
     """
 
     op = None  # the name shown in graphs and errors; defaults to the class name
+    differentiable = True
 
     def __call__(self, *inputs):
         for x in inputs:
@@ -64,7 +67,7 @@ class Function:
         except (ValueError, IndexError) as error:
             shapes = ", ".join(str(x.shape) for x in inputs)
             raise type(error)(f"{self.name}: {error} (input shapes {shapes})") from error
-        record = state.grad_enabled and any(map(_requires_grad, inputs))
+        record = self.differentiable and state.grad_enabled and any(map(_requires_grad, inputs))
         single = not isinstance(ys, tuple)
         if single:
             outputs = (Variable._result(ys, record),)

@@ -13,10 +13,13 @@ function, each step a line over the environment ``env`` of arrays::
 
 and compiled. What each step returns (an array, a tuple of arrays, a NumPy scalar) is
 taken from a first replay, which runs the steps one by one (:func:`interpret`).
-``source`` keeps the text, to read the plan as the program it is.
+``source`` keeps the text, to read the plan as the program it is. An error a step raises on
+a replay's values (an index out of range) names the step's operation, as in eager mode.
 """
 
 import numpy as np
+
+from tensorgrad.function import ShapeError
 
 ARRAY, TUPLE, SCALAR, NOTHING = "array", "tuple", "scalar", "nothing"  # what a step's call returns
 
@@ -46,13 +49,22 @@ def store(env, slots, result):
 class Line:
     """One step as compiled: ``call`` (a callable), the slots it reads, the slots it writes
     (``kind`` says how) and the slots to free after it. ``call`` None: ``extra`` is a line of
-    source that uses the names in ``names`` (steps that are not a plain forward)."""
+    source that uses the names in ``names`` (steps that are not a plain forward). ``op``: the
+    operation that errors raised by the step name."""
 
-    __slots__ = ("call", "inputs", "outputs", "kind", "frees", "extra", "names")
+    __slots__ = ("call", "inputs", "outputs", "kind", "frees", "extra", "names", "op")
 
-    def __init__(self, call, inputs, outputs, kind, frees, extra=None, names=None):
+    def __init__(self, call, inputs, outputs, kind, frees, extra=None, names=None, op=None):
         self.call, self.inputs, self.outputs, self.kind, self.frees = call, inputs, outputs, kind, frees
-        self.extra, self.names = extra, names or {}
+        self.extra, self.names, self.op = extra, names or {}, op
+
+
+def step_error(error, op):
+    """``error`` (raised by a step of a replay) naming the step's operation ``op``, as a
+    Function's call names it in eager mode; None for errors that need no name."""
+    if op is None or isinstance(error, ShapeError) or not isinstance(error, ValueError | IndexError):
+        return None  # a ShapeError names its operation itself
+    return type(error)(f"{op}: {error}")
 
 
 CHUNK = 64  # steps compiled into one function: the parser's peak memory stays small (a replay's own is less)
@@ -62,38 +74,57 @@ def compile_lines(lines, name, shared=None):
     """A function ``run(env, frames)`` executing ``lines`` in order (``shared``: names every line
     may use), compiled in chunks of ``CHUNK`` steps; its source as ``run.source``."""
     namespace = {"asarray": np.asarray, **(shared or {})}
-    body = []
+    body = []  # (source line, the index of its step)
     for n, line in enumerate(lines):
         if n % CHUNK == 0:
-            body.append(f"def part{n // CHUNK}(env, frames):")
+            body.append((f"def part{n // CHUNK}(env, frames):", n))
         if line.call is None:
             for key, value in line.names.items():
                 namespace[f"{key}{n}"] = value
-            body.extend(line.extra.replace("{n}", str(n)).split("\n"))
+            body.extend((text, n) for text in line.extra.replace("{n}", str(n)).split("\n"))
         else:
             namespace[f"f{n}"] = line.call
             call = f"f{n}({', '.join(f'env[{s}]' for s in line.inputs)})"
-            body.append(assignment(line.outputs, line.kind, call))
+            body.append((assignment(line.outputs, line.kind, call), n))
         if line.frees:
-            body.append(" = ".join(f"env[{s}]" for s in line.frees) + " = None")
+            body.append((" = ".join(f"env[{s}]" for s in line.frees) + " = None", n))
     parts = []
     source = []
-    for b in body:
-        if b.startswith("def part") and source:
+    op_at = {}  # (a part's code, line number) -> the operation of the step on that line
+    for text, n in body:
+        if text.startswith("def part") and source:
             parts.append(_compiled("".join(source), name, namespace))
             source = []
-        source.append(b + "\n" if b.startswith("def part") else f"    {b}\n")
+        source.append(text + "\n" if text.startswith("def part") else f"    {text}\n")
+        op_at[len(parts), len(source)] = lines[n].op
     if source:
         parts.append(_compiled("".join(source), name, namespace))
     parts = tuple(parts)
+    op_at = {(parts[p].__code__, number): op for (p, number), op in op_at.items()}
 
     def run(env, frames):
-        for part in parts:
-            part(env, frames)
+        try:
+            for part in parts:
+                part(env, frames)
+        except Exception as error:
+            named = step_error(error, _op_of(error.__traceback__, op_at))
+            if named is None:
+                raise
+            raise named from error
         return env
 
     run.source = "".join(part.source for part in parts)
     return run
+
+
+def _op_of(traceback, op_at):
+    """The operation of the compiled line at which ``traceback`` left the plan's code."""
+    while traceback is not None:
+        op = op_at.get((traceback.tb_frame.f_code, traceback.tb_lineno))
+        if op is not None:
+            return op
+        traceback = traceback.tb_next
+    return None
 
 
 def _compiled(source, name, namespace):

@@ -18,7 +18,7 @@ source per step (:mod:`tensorgrad.jit_code`), without the loop of an interpreter
 """
 
 from tensorgrad.function import Function
-from tensorgrad.jit_code import Line, assignment, compile_lines, store
+from tensorgrad.jit_code import Line, assignment, compile_lines, step_error, store
 from tensorgrad.jit_recurrence import Recurrence
 from tensorgrad.jit_steps import Step, bind, new_object
 from tensorgrad.modes import state
@@ -115,17 +115,13 @@ class Plan:
             return run(env, frames), frames
         kinds = []
         for k, step, frees in self.programs[record]:
-            if record and step.frame:
-                frames[k], kind = _run_frame(step, env)
-                kinds.append(kind)
-            else:
-                if step.bindings:
-                    bind(step.function, step.bindings, env)
-                if type(step) is Recurrence:
-                    kinds.append(step.run(env, frames))
-                else:
-                    ys = step.function.forward(*[env[s] for s in step.inputs])
-                    kinds.append(store(env, step.outputs, ys))
+            try:
+                kinds.append(_run_step(step, k, env, frames, record))
+            except Exception as error:
+                named = step_error(error, step.function.name)
+                if named is None:
+                    raise
+                raise named from error
             for s in frees:
                 env[s] = None
         self.kinds[record] = kinds
@@ -134,18 +130,19 @@ class Plan:
     def _forward_lines(self, record):
         lines = []
         for (k, step, frees), kind in zip(self.programs[record], self.kinds[record], strict=True):
+            op = step.function.name
             if record and step.frame:
                 lines.append(Line(None, (), (), None, frees, _frame_source(k, step, kind),
                                   {"function": step.function, "forward": type(step.function).forward,
-                                   "bindings": step.bindings}))
+                                   "bindings": step.bindings}, op))
                 continue
             if step.bindings:
                 lines.append(Line(None, (), (), None, (), "bind(function{n}, bindings{n}, env)",
                                   {"function": step.function, "bindings": step.bindings}))
             if type(step) is Recurrence:
-                lines.append(Line(None, (), (), None, frees, "step{n}.run(env, frames)", {"step": step}))
+                lines.append(Line(None, (), (), None, frees, "step{n}.run(env, frames)", {"step": step}, op))
             else:
-                lines.append(Line(step.function.forward, step.inputs, step.outputs, kind, frees))
+                lines.append(Line(step.function.forward, step.inputs, step.outputs, kind, frees, op=op))
         return lines
 
     def _backward_lines(self):
@@ -238,6 +235,18 @@ def _run_frame(step, env):
     frame.inputs = tuple(map(_Held, arrays, step.requires_grad))
     frame.outputs = tuple(_Held(env[s], True) for s in step.outputs)
     return frame, kind
+
+
+def _run_step(step, k, env, frames, record):
+    """Run forward step ``step`` (number ``k``) of a first replay; what it returned (its kind)."""
+    if record and step.frame:
+        frames[k], kind = _run_frame(step, env)
+        return kind
+    if step.bindings:
+        bind(step.function, step.bindings, env)
+    if type(step) is Recurrence:
+        return step.run(env, frames)
+    return store(env, step.outputs, step.function.forward(*[env[s] for s in step.inputs]))
 
 
 def _frame_source(k, step, kind):

@@ -345,22 +345,22 @@ class Variable:
     # PyTorch. ``==`` compares values; hashing stays by identity (the engine keeps Variables
     # in sets and dicts, which compare hashes first, and never compares Variables with ==).
     def __eq__(self, other):
-        return _compare(np.equal, "==", self, other)
+        return _compare(np.equal, "eq", "==", self, other)
 
     def __ne__(self, other):
-        return _compare(np.not_equal, "!=", self, other)
+        return _compare(np.not_equal, "ne", "!=", self, other)
 
     def __lt__(self, other):
-        return _compare(np.less, "<", self, other)
+        return _compare(np.less, "lt", "<", self, other)
 
     def __le__(self, other):
-        return _compare(np.less_equal, "<=", self, other)
+        return _compare(np.less_equal, "le", "<=", self, other)
 
     def __gt__(self, other):
-        return _compare(np.greater, ">", self, other)
+        return _compare(np.greater, "gt", ">", self, other)
 
     def __ge__(self, other):
-        return _compare(np.greater_equal, ">=", self, other)
+        return _compare(np.greater_equal, "ge", ">=", self, other)
 
     __hash__ = object.__hash__  # Variables are graph nodes: identity, not value
 
@@ -375,13 +375,12 @@ def _axes(axis, ndim, op, keep_order=False):
     return axes if keep_order else tuple(sorted(set(axes)))
 
 
-def _compare(ufunc, symbol, x, other):
-    """``x <symbol> other`` elementwise, as a boolean Variable without gradient."""
+def _compare(ufunc, op, symbol, x, other):
+    """``x <symbol> other`` elementwise, as a boolean Variable without gradient (the output of
+    the Function ``op``)."""
     if other is None:  # e.g. list.count(None) over gradients: at once, no exception raised
         return NotImplemented
-    if isinstance(other, Variable):
-        other = other.data
-    else:
+    if not isinstance(other, Variable):
         try:
             other = as_array(other, x)
         except TypeError:  # None, a string, any other object: Python falls back to identity
@@ -391,7 +390,7 @@ def _compare(ufunc, symbol, x, other):
     except ValueError:
         raise ValueError(f"{symbol}: shapes {x.shape} and {other.shape} do not broadcast "
                          "together") from None
-    return Variable._result(np.asarray(ufunc(x.data, other)), False)
+    return F.Compare(ufunc, op)(x, other)
 
 
 def as_variable(value, like=None):

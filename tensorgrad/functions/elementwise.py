@@ -1,4 +1,5 @@
-"""Elementwise functions: exp, log, sqrt, tanh, sigmoid, relu, abs, clip, maximum, where.
+"""Elementwise functions: exp, log, sqrt, tanh, sigmoid, relu, abs, clip, maximum, where, and
+the comparisons (==, !=, <, <=, >, >=).
 
 Each backward multiplies the incoming gradient by the derivative, written with the
 function's output where that is cheaper (exp, sqrt, tanh, sigmoid).
@@ -257,6 +258,19 @@ class Where(Function):
         ga = sum_to(Where(self.condition)(gy, zero), a.shape) if a.requires_grad else None
         gb = sum_to(Where(self.condition)(zero, gy), b.shape) if b.requires_grad else None
         return ga, gb
+
+
+class Compare(Function):
+    """y = a ⊙ b for a comparison ⊙ (``np.equal``, ``np.less``, ...): a boolean array without
+    gradient. A Function, so that ``tg.jit`` replays it on each call's values."""
+
+    differentiable = False
+
+    def __init__(self, ufunc, op):
+        self.ufunc, self.op = ufunc, op
+
+    def forward(self, a, b):
+        return np.asarray(self.ufunc(a, b))
 
 
 def exp(x):

@@ -21,7 +21,11 @@ class Embedding(Function):
         self.padding_idx = padding_idx
 
     def forward(self, W):
-        return np.take(W, self.ids, axis=0)
+        ids, n = self.ids, W.shape[0]
+        if ids.size and (ids.min() < 0 or ids.max() >= n):  # checked here, so a replay checks its own ids
+            bad = ids[(ids < 0) | (ids >= n)].flat[0]
+            raise IndexError(f"index {bad} is out of range for {n} embeddings")
+        return np.take(W, ids, axis=0)
 
     def backward(self, gy):
         return EmbeddingGrad(self.ids, self.inputs[0].shape, self.padding_idx)(gy)
@@ -75,9 +79,6 @@ def embedding(indices, weight, padding_idx=None):
     if weight.ndim != 2:
         raise ShapeError(f"embedding: weight must be 2-d (num_embeddings, dim), got {weight.shape}")
     n = weight.shape[0]
-    if ids.size and (ids.min() < 0 or ids.max() >= n):
-        bad = ids[(ids < 0) | (ids >= n)].flat[0]
-        raise IndexError(f"embedding: index {bad} is out of range for {n} embeddings")
     if padding_idx is not None and not -n <= padding_idx < n:
         raise IndexError(f"embedding: padding_idx {padding_idx} is out of range for {n} embeddings")
     return Embedding(ids, None if padding_idx is None else padding_idx % n)(weight)

@@ -407,6 +407,49 @@ def test_create_graph_through_a_replay_is_an_error():
     np.testing.assert_allclose(gx.data, 3 * x.data ** 2)
 
 
+def test_comparisons_are_replayed_on_each_calls_values():
+    """x > 0 and the like are recorded (a Function without gradient), not frozen at the trace."""
+    W = tg.Variable(np.array([[1.0, -2.0], [-3.0, 4.0]]))
+
+    def loss(x):
+        positive = (x > 0).astype(x.dtype)
+        kept = W * (W.T <= x.sum()).astype(W.dtype)  # W compared before any other use of it
+        return (x * positive).sum() + F.where(x != 1.0, x, 0.0).sum() + (kept @ x).sum()
+
+    jf = tg.jit(loss)
+    for values in ([1.0, -1.0], [-5.0, 3.0], [2.0, 1.0], [-1.0, -2.0]):
+        x = tg.Variable(np.array(values))
+        W.grad = None
+        expected = loss(x)
+        expected.backward()
+        grads = (x.grad.data, W.grad.data)
+        x.grad = W.grad = None
+        replay = jf(x)
+        replay.backward()
+        assert replay.item() == expected.item()
+        np.testing.assert_array_equal(x.grad.data, grads[0])
+        np.testing.assert_array_equal(W.grad.data, grads[1])
+    assert jf.traces == 1
+
+
+def test_an_error_on_a_replays_values_names_the_operation_as_in_eager_mode():
+    """Index checks run in the steps' forwards, so every replay checks its own ids and targets,
+    the first replay (run step by step) and the later ones (the compiled plan) alike."""
+    table = nn.Embedding(10, 3)
+    jf = tg.jit(lambda ids, targets: nn.softmax_cross_entropy(table(ids), targets))
+    good = np.array([1, 2]), np.array([0, 1])
+    jf(*good)
+    for _ in range(3):  # the first replay runs step by step, the next ones the compiled plan
+        with pytest.raises(IndexError, match=r"jit\(<lambda>\): embedding: index -1 is out of range for 10 "
+                                             r"embeddings"):
+            jf(np.array([1, -1]), good[1])
+        with pytest.raises(IndexError, match=r"jit\(<lambda>\): softmax_cross_entropy: target 3 is out of "
+                                             r"range for 3 classes"):
+            jf(good[0], np.array([0, 3]))
+        np.testing.assert_array_equal(jf(*good).data, jf.eager(*good).data)  # and the plan still works
+    assert jf.traces == 1
+
+
 def test_a_second_backward_through_one_replay_is_an_error_and_a_new_replay_works():
     model = nn.LSTM(3, 4).double()
     x = tg.Variable(np.random.default_rng(0).standard_normal((5, 2, 3)), requires_grad=True)
