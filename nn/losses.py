@@ -73,18 +73,17 @@ class CrossEntropy(Function):
         out_of_range = counted & ((t < 0) | (t >= num_classes))
         if out_of_range.any():
             raise IndexError(f"target {t[out_of_range][0]} is out of range for {num_classes} classes")
-        self.targets = np.expand_dims(np.where(counted, t, 0), 1)  # class indices, (N, 1, d...)
-        self.counted = counted
+        targets = np.expand_dims(np.where(counted, t, 0), 1)  # class indices, (N, 1, d...)
         # With s = z - max(z) and S = Σ_c exp(s_c): log softmax(z)_c = s_c - log S, so
         # -log softmax(z)_t = log S - s_t and -Σ_c log softmax(z)_c = C log S - Σ_c s_c,
         # without an array of log-probabilities.
         shifted = z - z.max(axis=1, keepdims=True)
-        picked = np.take_along_axis(shifted, self.targets, axis=1).squeeze(1)
+        picked = np.take_along_axis(shifted, targets, axis=1).squeeze(1)
         shifted_sum = shifted.sum(axis=1) if self.label_smoothing > 0 else None
         p = np.exp(shifted, out=shifted)
         total = p.sum(axis=1, keepdims=True)
         p /= total
-        self.probabilities = p
+        self.saved = (targets, counted, p)
         log_total = np.log(total).squeeze(1)
         loss = log_total - picked
         if self.label_smoothing > 0:
@@ -93,24 +92,28 @@ class CrossEntropy(Function):
         return np.where(counted, loss, 0)
 
     def backward(self, g):
-        z = self.inputs[0]
+        """∂L/∂z = (softmax(z) - q) ⊙ w (w: g where counted, else 0), recorded from the inputs z
+        and t alone, so that ``tg.grad`` inside a traced function (``tg.jit``) sees every step."""
+        z, t = self.inputs
         smoothing, num_classes = self.label_smoothing, z.shape[1]
-        q = np.full(z.shape, smoothing / num_classes, dtype=z.dtype)
-        np.put_along_axis(q, self.targets, 1 - smoothing + smoothing / num_classes, axis=1)
-        weight = F.where(np.expand_dims(self.counted, 1), F.reshape(g, self.targets.shape), 0.0)
+        column = t.reshape(t.shape[:1] + (1,) + t.shape[1:])  # (N, 1, d...), against the class axis
+        classes = np.arange(num_classes).reshape((num_classes,) + (1,) * (t.ndim - 1))
+        q = (column == classes).astype(z.dtype) * (1 - smoothing) + smoothing / num_classes
+        weight = F.where(column != self.ignore_index, F.reshape(g, column.shape), 0.0)
         return (F.softmax(z, axis=1) - q) * weight, None
 
     def numpy_backward(self, g):
-        """∂L/∂z = (softmax(z) - q) ⊙ w from the array g = ∂L/∂ℓ (w: g where counted, else 0),
-        on the saved softmax, without an array for q: one pass over the logits (two with ε)."""
-        smoothing, num_classes = self.label_smoothing, self.probabilities.shape[1]
-        weight = np.where(self.counted, g, 0).reshape(self.targets.shape)
-        grad = self.probabilities * weight
+        """∂L/∂z = (softmax(z) - q) ⊙ w from the array g = ∂L/∂ℓ, on the saved softmax, without
+        an array for q: one pass over the logits (two with ε)."""
+        targets, counted, probabilities = self.saved
+        smoothing, num_classes = self.label_smoothing, probabilities.shape[1]
+        weight = np.where(counted, g, 0).reshape(targets.shape)
+        grad = probabilities * weight
         if smoothing > 0:
             grad -= (smoothing / num_classes) * weight
-        at_targets = np.take_along_axis(grad, self.targets, axis=1)
+        at_targets = np.take_along_axis(grad, targets, axis=1)
         at_targets -= (1 - smoothing) * weight
-        np.put_along_axis(grad, self.targets, at_targets, axis=1)
+        np.put_along_axis(grad, targets, at_targets, axis=1)
         return grad, None
 
 

@@ -19,7 +19,7 @@ import operator
 
 import numpy as np
 
-from tensorgrad.function import check_finite
+from tensorgrad.function import TraceError, check_finite
 from tensorgrad.modes import detect_anomaly, set_grad_enabled, state
 from tensorgrad.variable import Variable, as_variable
 
@@ -50,6 +50,10 @@ def backward_order(outputs, after=-1):
 
 def backward(outputs, grad_outputs, *, retain_grad=False, create_graph=False):
     """Accumulate the gradients into ``.grad`` of every leaf that requires one."""
+    if state.tracer is not None:
+        raise TraceError("backward: called inside a function that tg.jit is tracing; a replay runs the "
+                         "recorded Functions only, so it would not accumulate .grad (nor run an "
+                         "optimizer step after it). Return the loss and call backward on the result")
     def complete(y, g):  # the whole gradient of an intermediate Variable y
         if retain_grad or y._retains_grad:
             _store_grad(y, g, create_graph)
@@ -180,9 +184,11 @@ def _output_gradients(function, grads, complete):
 def _input_gradients(function, gys, create_graph):
     """One gradient Variable (or None) per input of ``function``, in the inputs' dtypes.
 
-    Unrecorded, a Function with an array-level ``numpy_backward`` is given the arrays.
+    Unrecorded, a Function with an array-level ``numpy_backward`` is given the arrays, except
+    inside a ``tg.jit`` trace, which must see every operation (``tg.grad`` in a traced function).
     """
-    numpy_backward = None if create_graph else getattr(function, "numpy_backward", None)
+    arrays_only = not create_graph and state.tracer is None
+    numpy_backward = getattr(function, "numpy_backward", None) if arrays_only else None
     if numpy_backward is not None:
         arrays = numpy_backward(*[g.data for g in gys])
         arrays = arrays if isinstance(arrays, tuple) else (arrays,)

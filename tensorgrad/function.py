@@ -27,6 +27,10 @@ class AnomalyError(FloatingPointError):
     """A NaN or Inf appeared under :func:`tensorgrad.detect_anomaly`."""
 
 
+class TraceError(RuntimeError):
+    """A function that ``tg.jit`` cannot replay faithfully; the message says what it did."""
+
+
 class Function:
     """Subclass with ``forward(*arrays)`` and ``backward(*grad_outputs)``.
 

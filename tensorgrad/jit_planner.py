@@ -33,6 +33,7 @@ import collections
 
 import numpy as np
 
+from tensorgrad.function import TraceError
 from tensorgrad.functions.shape import Stack
 from tensorgrad.jit_plan import Plan
 from tensorgrad.jit_recurrence import Recurrence, RecurrenceBackward, find_chains, stack_in_place
@@ -48,10 +49,6 @@ from tensorgrad.jit_steps import (
 )
 from tensorgrad.modes import set_grad_enabled, state
 from tensorgrad.variable import Variable
-
-
-class TraceError(RuntimeError):
-    """A function that ``tg.jit`` cannot replay faithfully; the message says what it did."""
 
 
 def _root(array):

@@ -450,6 +450,37 @@ def test_an_error_on_a_replays_values_names_the_operation_as_in_eager_mode():
     assert jf.traces == 1
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_grad_inside_a_traced_function_is_replayed_through_the_cross_entropy(label_smoothing):
+    """tg.grad in a traced function runs the recorded backwards (the trace sees every step), not
+    the array-level ones: a penalty on ∂ℓ/∂z follows each call's logits and targets."""
+    def penalized(z, targets):
+        loss = nn.softmax_cross_entropy(z, targets, label_smoothing=label_smoothing)
+        (grad_z,) = tg.grad(loss, [z])
+        return loss + (grad_z * grad_z).sum()
+
+    jf = tg.jit(penalized)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        z = tg.Variable(rng.standard_normal((4, 5)))
+        targets = rng.integers(0, 5, 4)
+        targets[1] = -100  # ignored
+        np.testing.assert_allclose(jf(z, targets).item(), penalized(z, targets).item(), rtol=1e-13)
+    assert jf.traces == 1
+
+
+def test_backward_inside_a_traced_function_is_an_error():
+    model = nn.Linear(3, 1).double()
+
+    def step(x):
+        loss = model(x).sum()
+        loss.backward()  # a replay would not run it
+        return loss
+
+    with pytest.raises(tg.TraceError, match="backward: called inside a function that tg.jit is tracing"):
+        tg.jit(step)(np.ones((2, 3)))
+
+
 def test_a_second_backward_through_one_replay_is_an_error_and_a_new_replay_works():
     model = nn.LSTM(3, 4).double()
     x = tg.Variable(np.random.default_rng(0).standard_normal((5, 2, 3)), requires_grad=True)
