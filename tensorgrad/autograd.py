@@ -162,7 +162,8 @@ def _back_propagate(functions, grads, create_graph, complete):
 
 def _output_gradients(function, grads, complete):
     """The complete gradient of each output of ``function``, through its hooks, or None if
-    no output has one. An output without a gradient (or gone) gets zeros."""
+    no output has one. An output without a gradient (or gone) gets zeros, or None if the
+    Function does not ``materialize_grads``."""
     gys = []
     for ref in function.outputs:
         y = ref()
@@ -177,6 +178,8 @@ def _output_gradients(function, grads, complete):
         return None if gys[0] is None else gys
     if all(gy is None for gy in gys):
         return None
+    if not function.materialize_grads:
+        return gys
     return [Variable._result(np.zeros(shape, dtype), False) if gy is None else gy
             for gy, (shape, dtype) in zip(gys, function.output_specs, strict=True)]
 
@@ -190,7 +193,7 @@ def _input_gradients(function, gys, create_graph):
     arrays_only = not create_graph and state.tracer is None
     numpy_backward = getattr(function, "numpy_backward", None) if arrays_only else None
     if numpy_backward is not None:
-        arrays = numpy_backward(*[g.data for g in gys])
+        arrays = numpy_backward(*[None if g is None else g.data for g in gys])
         arrays = arrays if isinstance(arrays, tuple) else (arrays,)
         gxs = tuple(None if a is None else Variable._result(a, False) for a in arrays)
     else:

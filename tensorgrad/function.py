@@ -48,7 +48,10 @@ class Function:
 
     The one hook for speed, the rule of PyTorch's ``once_differentiable``: a Function may
     also define ``numpy_backward(self, *grad_output_arrays)``, which receives one ndarray
-    per output (zeros for an output without gradient) and returns an ndarray or None per
+    per output (zeros for an output without gradient, or None where the Function sets
+    ``materialize_grads = False``, as ``ctx.set_materialize_grads(False)`` in PyTorch: a
+    replayed ``tg.jit`` plan, which tells its inputs that no gradient reaches from those
+    that got one) and returns an ndarray or None per
     input (a single ndarray for one input, else a tuple). The engine calls it instead of
     ``backward`` when the backward pass is not recorded (``create_graph=False``); when it is
     recorded, ``backward`` runs, so ``backward`` stays the one definition of the gradient
@@ -58,6 +61,7 @@ class Function:
 
     op = None  # the name shown in graphs and errors; defaults to the class name
     differentiable = True
+    materialize_grads = True
 
     def __call__(self, *inputs):
         for x in inputs:

@@ -17,11 +17,15 @@ From the second replay on, the steps run as one compiled Python function, a line
 source per step (:mod:`tensorgrad.jit_code`), without the loop of an interpreter.
 """
 
+import threading
+
+import numpy as np
+
 from tensorgrad.function import Function
 from tensorgrad.jit_code import Line, assignment, compile_lines, step_error, store
 from tensorgrad.jit_recurrence import Recurrence
 from tensorgrad.jit_steps import Step, bind, new_object
-from tensorgrad.modes import state
+from tensorgrad.modes import set_grad_enabled
 from tensorgrad.variable import Variable
 
 
@@ -66,6 +70,8 @@ class Plan:
                          for record in (True, False)}
         self.compiled = {}  # True, False (recorded or not), "backward" -> the steps compiled (jit_code)
         self.kinds = {}  # True, False -> what each forward step returned at the first replay
+        self.reach = {}  # which outputs got a gradient -> the gradient slots reached (see _reached)
+        self.lock = threading.Lock()  # one replay at a time runs the steps: they share the templates
         self.backward_program = [
             (step, step.function.forward if type(step) is Step and not step.bindings else None,
              getattr(step, "inputs", None), getattr(step, "outputs", None), frees)
@@ -80,11 +86,12 @@ class Plan:
         """Run the plan on the arrays of a call; the result as ``fn`` returns it."""
         inputs = [a if isinstance(a, Variable) else Variable._result(a, False) for a in arrays]
         inputs += self.externals
-        record = self.records and state.grad_enabled
+        record = self.records  # the plan is used in the grad mode it was traced in (see Jit)
         if not self.output_slots:
             self.run_forward([x.data for x in inputs], False)
             return self.rebuild([])
-        outputs = _Replayed(self, record)(*inputs)
+        with set_grad_enabled(record):  # recorded as the trace was, even if the function enabled it inside
+            outputs = _Replayed(self, record)(*inputs)
         if not isinstance(outputs, tuple):
             outputs = (outputs,)
         for y, (requires_grad, name) in zip(outputs, self.output_flags, strict=True):
@@ -99,40 +106,41 @@ class Plan:
         run the plan compiled into Python source (:mod:`tensorgrad.jit_code`), compiled before
         the steps of the second one, when none of its arrays are live yet, so that compiling
         adds nothing to a replay's peak memory."""
-        run = self.compiled.get(record)
-        if run is None and record in self.kinds:
-            run = self.compiled[record] = compile_lines(self._forward_lines(record), self.name, _SHARED)
-        if record and "backward" in self.kinds and "backward" not in self.compiled:
-            self.compiled["backward"] = compile_lines(self._backward_lines(), f"{self.name} (backward)",
-                                                      _SHARED)
-        env = [None] * self.size
-        for s, a in zip(self.input_slots, arrays, strict=True):
-            env[s] = a
-        for s, v in self.leaves:
-            env[s] = v.data
-        frames = {} if record else None
-        if run is not None:
-            return run(env, frames), frames
-        kinds = []
-        for k, step, frees in self.programs[record]:
-            try:
-                kinds.append(_run_step(step, k, env, frames, record))
-            except Exception as error:
-                named = step_error(error, step.function.name)
-                if named is None:
-                    raise
-                raise named from error
-            for s in frees:
-                env[s] = None
-        self.kinds[record] = kinds
-        return env, frames
+        with self.lock:
+            run = self.compiled.get(record)
+            if run is None and record in self.kinds:
+                run = self.compiled[record] = compile_lines(self._forward_lines(record), self.name, _SHARED)
+            if record and "backward" in self.kinds and "backward" not in self.compiled:
+                self.compiled["backward"] = compile_lines(self._backward_lines(), f"{self.name} (backward)",
+                                                          _SHARED)
+            env = [None] * self.size
+            for s, a in zip(self.input_slots, arrays, strict=True):
+                env[s] = a
+            for s, v in self.leaves:
+                env[s] = v.data
+            frames = {} if record else None
+            if run is not None:
+                return run(env, frames), frames
+            kinds = []
+            for k, step, frees in self.programs[record]:
+                try:
+                    kinds.append(_run_step(step, k, env, frames, record))
+                except Exception as error:
+                    named = step_error(error, step.function.name)
+                    if named is None:
+                        raise
+                    raise named from error
+                for s in frees:
+                    env[s] = None
+            self.kinds[record] = kinds
+            return env, frames
 
     def _forward_lines(self, record):
         lines = []
         for (k, step, frees), kind in zip(self.programs[record], self.kinds[record], strict=True):
             op = step.function.name
-            if record and step.frame:
-                lines.append(Line(None, (), (), None, frees, _frame_source(k, step, kind),
+            if step.frame:
+                lines.append(Line(None, (), (), None, frees, _frame_source(k, step, kind, record),
                                   {"function": step.function, "forward": type(step.function).forward,
                                    "bindings": step.bindings}, op))
                 continue
@@ -159,25 +167,40 @@ class Plan:
 
     def run_backward(self, env, frames, grad_outputs):
         """The gradients of the replay node's inputs (None where none) from its outputs' gradients."""
-        for s, g in zip(self.seeds, grad_outputs, strict=True):
-            if s is not None:
-                env[s] = g
-        for s, a in self.constants:
-            env[s] = a
-        run = self.compiled.get("backward")
-        if run is not None:
-            run(env, frames)
-        else:
-            kinds = []
-            for step, forward, inputs, outputs, frees in self.backward_program:
-                if forward is None:
-                    kinds.append(step.run(env, frames))
-                else:
-                    kinds.append(store(env, outputs, forward(*[env[s] for s in inputs])))
-                for s in frees:
-                    env[s] = None
-            self.kinds["backward"] = kinds
-        return tuple(None if s is None else env[s] for s in self.input_grads)
+        with self.lock:
+            for s, g, y in zip(self.seeds, grad_outputs, self.output_slots, strict=True):
+                if s is not None:
+                    env[s] = np.zeros(self.shapes[y], self.dtypes[y]) if g is None else g
+            for s, a in self.constants:
+                env[s] = a
+            run = self.compiled.get("backward")
+            if run is not None:
+                run(env, frames)
+            else:
+                kinds = []
+                for step, forward, inputs, outputs, frees in self.backward_program:
+                    if forward is None:
+                        kinds.append(step.run(env, frames))
+                    else:
+                        kinds.append(store(env, outputs, forward(*[env[s] for s in inputs])))
+                    for s in frees:
+                        env[s] = None
+                self.kinds["backward"] = kinds
+            reached = self._reached(tuple(g is not None for g in grad_outputs))
+            return tuple(env[s] if s in reached else None for s in self.input_grads)
+
+    def _reached(self, given):
+        """The gradient slots that the seeds of the outputs flagged in ``given`` reach through the
+        backward steps (cached per pattern: the other outputs got no gradient)."""
+        reached = self.reach.get(given)
+        if reached is None:
+            reached = {s for s, flag in zip(self.seeds, given, strict=True) if flag and s is not None}
+            reached.update(s for s, _ in self.constants)
+            for step in self.backward:
+                if reached.intersection(step.reads()):
+                    reached.update(step.writes())
+            self.reach[given] = reached
+        return reached
 
     @property
     def source(self):
@@ -239,8 +262,10 @@ def _run_frame(step, env):
 
 def _run_step(step, k, env, frames, record):
     """Run forward step ``step`` (number ``k``) of a first replay; what it returned (its kind)."""
-    if record and step.frame:
-        frames[k], kind = _run_frame(step, env)
+    if step.frame:  # unrecorded too: what its forward saves is then dropped with the frame
+        frame, kind = _run_frame(step, env)
+        if record:
+            frames[k] = frame
         return kind
     if step.bindings:
         bind(step.function, step.bindings, env)
@@ -249,8 +274,9 @@ def _run_step(step, k, env, frames, record):
     return store(env, step.outputs, step.function.forward(*[env[s] for s in step.inputs]))
 
 
-def _frame_source(k, step, kind):
-    """``_run_frame`` as lines of the compiled plan, for a forward that returns ``kind``."""
+def _frame_source(k, step, kind, record):
+    """``_run_frame`` as lines of the compiled plan, for a forward that returns ``kind``; the
+    frame kept for backward if ``record``."""
     ins = [f"env[{s}]" for s in step.inputs]
     lines = ["frame = new(type(function{n}))", "frame.__dict__.update(function{n}.__dict__)"]
     if step.bindings:
@@ -259,7 +285,8 @@ def _frame_source(k, step, kind):
     held = "".join(f"Held({a}, {rg}), " for a, rg in zip(ins, step.requires_grad, strict=True))
     lines.append(f"frame.inputs = ({held})")
     lines.append(f"frame.outputs = ({''.join(f'Held(env[{s}], True), ' for s in step.outputs)})")
-    lines.append(f"frames[{k}] = frame")
+    if record:
+        lines.append(f"frames[{k}] = frame")
     return "\n".join(lines)
 
 
@@ -293,7 +320,13 @@ _SHARED = {"bind": bind, "new": new_object, "Held": _Held}  # names the compiled
 
 
 class _Replayed(Function):
-    """One replay of a plan, recorded on the tape as one node: the function's inputs to its outputs."""
+    """One replay of a plan, recorded on the tape as one node: the function's inputs to its outputs.
+
+    Its outputs that got no gradient in a backward pass come as None, so that the plan can give
+    None, as eager mode does, to the inputs no gradient reaches (not zeros: an optimizer skips
+    a parameter whose gradient is None, but weight decay moves one whose gradient is zero)."""
+
+    materialize_grads = False
 
     def __init__(self, plan, record):
         self.plan, self.record = plan, record

@@ -155,8 +155,7 @@ class Planner:
     def plan(self, sum_weight_gradients=False):
         forward = [self._step(f, ins, outs, False) for f, ins, outs in self.calls]
         for step in forward:
-            step.frame = bool(step.outputs) and self.requires_grad[step.outputs[0]] and _has_numpy_backward(
-                step.function)
+            step.frame = bool(step.outputs) and _has_numpy_backward(step.function)
         self.sum_weight_gradients = sum_weight_gradients
         self._recurrences(forward)
         self.sequences, self.sequence_lengths = {}, {}

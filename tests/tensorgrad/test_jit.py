@@ -1,5 +1,7 @@
 """tg.jit: a traced plan replays the eager run's values, gradients and dtypes."""
 
+import sys
+import threading
 import tracemalloc
 
 import numpy as np
@@ -479,6 +481,82 @@ def test_backward_inside_a_traced_function_is_an_error():
 
     with pytest.raises(tg.TraceError, match="backward: called inside a function that tg.jit is tracing"):
         tg.jit(step)(np.ones((2, 3)))
+
+
+def test_inputs_no_gradient_reaches_get_none_as_in_eager_mode():
+    """Backward from one of two outputs: the parameters only the other reaches get None, not
+    zeros, so an optimizer with weight decay leaves them alone, as in eager mode."""
+    a, b = nn.Linear(3, 1).double(), nn.Linear(3, 1).double()
+    jf = tg.jit(lambda x: (a(x).sum(), b(x).sum()))
+    x = np.ones((2, 3))
+    for fn in (jf, jf, jf, jf.eager):
+        for p in (*a.parameters(), *b.parameters()):
+            p.grad = None
+        loss_a, _ = fn(x)
+        loss_a.backward()
+        assert a.weight.grad is not None and b.weight.grad is None and b.bias.grad is None
+    before = b.weight.data.copy()
+    nn.optim.Adam(b.parameters(), weight_decay=0.1).step()
+    np.testing.assert_array_equal(b.weight.data, before)
+
+
+def test_a_function_that_enables_grad_inside_no_grad_replays_recorded():
+    w = tg.Variable(np.array([1.0, 2.0]))
+
+    def fn(x):
+        with tg.enable_grad():
+            return (w * x).sum()
+
+    jf = tg.jit(fn)
+    for _ in range(3):
+        w.grad = None
+        with tg.no_grad():
+            y = jf(np.array([3.0, 4.0]))
+        assert y.requires_grad
+        y.backward()
+        np.testing.assert_array_equal(w.grad.data, [3.0, 4.0])
+
+
+def test_a_plan_keeps_no_array_a_forward_saved():
+    """The templates of a plan's steps hold no arrays of the traced run, nor of an unrecorded
+    replay (its Functions with numpy_backward run on frames of their own, dropped after)."""
+    jf = tg.jit(lambda z, y: nn.softmax_cross_entropy(z, y))
+    z, y = tg.Variable(np.ones((50, 40))), np.zeros(50, np.int64)
+    jf(z, y).backward()
+    with tg.no_grad():
+        jf(z, y)
+        jf(z, y)
+    held = [(type(step.function).__name__, name) for step in jf.plan.forward
+            for name, value in vars(step.function).items()
+            if isinstance(value, np.ndarray | tuple) and np.size(value) >= 50]
+    assert held == []
+
+
+def test_replays_from_two_threads_are_each_right():
+    table = nn.Embedding(100, 4)
+    jf = tg.jit(lambda ids: table(ids).sum() * 1.0)
+    batches = [np.arange(0, 50), np.arange(50, 100)]
+    expected = [jf.eager(ids).item() for ids in batches]
+    jf(batches[0])
+    wrong = []
+
+    def work(k):
+        for _ in range(300):
+            with tg.no_grad():
+                if jf(batches[k]).item() != expected[k]:
+                    wrong.append(k)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads often, inside the steps of a replay
+    try:
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == []
 
 
 def test_a_second_backward_through_one_replay_is_an_error_and_a_new_replay_works():
