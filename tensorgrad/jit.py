@@ -48,7 +48,8 @@ def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=False):
 
     The signature of a call is: the nesting of its arguments (tuples, lists, dicts), each
     array argument's shape, dtype and requires_grad (Variables and ndarrays, integer ids and
-    targets included), every other argument by value (it must be hashable), and the grad
+    targets included), every other argument by value (it must be hashable; floats bit for
+    bit, so that -0.0 and 0.0 have plans of their own and a NaN finds its plan), and the grad
     mode. A new signature runs ``fn`` eagerly and records its plan; a known one replays the
     plan, which gives the eager run's values, gradients and dtypes. At most ``cache_size``
     plans are kept (least recently used dropped); ``.traces`` counts the traces.
@@ -119,8 +120,10 @@ def flatten_arguments(value):
     """(the arrays in ``value``, in order; a hashable signature of everything else).
 
     Arrays are Variables and ndarrays; tuples, lists and dicts are walked; any other value
-    is part of the signature by value. An array passed twice is marked as such (a plan
-    traced with f(x, x) must not serve f(x, y)).
+    is part of the signature by value: floats (and complex numbers, Python's or NumPy's) by
+    their bits, since 0.0 == -0.0 divide apart and a NaN equals nothing, every other value
+    with ==. An array passed twice is marked as such (a plan traced with f(x, x) must not
+    serve f(x, y)).
     """
     arrays, first_index = [], {}
 
@@ -138,6 +141,8 @@ def flatten_arguments(value):
         except TypeError:
             raise TypeError(f"jit: an argument of type {type(v).__name__} is neither an array nor "
                             "hashable; the signature of a call holds non-array arguments by value") from None
+        if isinstance(v, (float, complex, np.inexact)):  # -0.0 == 0.0, nan != nan: by bits instead
+            return ("C", type(v), np.asarray(v).tobytes())
         return ("C", type(v), v)
 
     def _index(v):

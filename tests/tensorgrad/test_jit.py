@@ -381,6 +381,22 @@ def test_a_change_of_signature_retraces_and_the_same_signature_replays():
     assert jf.traces == 3 + len(calls)
 
 
+def test_float_arguments_are_a_signature_bit_for_bit():
+    """0.0 == -0.0, but they divide apart: each has a plan; a NaN, equal to nothing, finds its plan."""
+    jf = tg.jit(lambda x, s: (x / s).sum())
+    x = tg.Variable(np.ones(2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert jf(x, 0.0).item() == np.inf
+        assert jf(x, -0.0).item() == jf(x, np.float32(-0.0)).item() == -np.inf
+        assert jf.traces == 3
+        for _ in range(3):
+            assert np.isnan(jf(x, float("nan")).item())
+        assert jf(x, 2.0).item() == jf(x, 2.0).item() == 1.0  # equal floats still share a plan
+        assert jf.traces == len(jf.plans) == 5
+        jc = tg.jit(lambda x, s: (x / s.imag).sum())
+        assert jc(x, complex(1, 0.0)).item() == np.inf and jc(x, complex(1, -0.0)).item() == -np.inf
+
+
 def test_the_cache_keeps_the_most_recently_used_plans():
     jf = tg.jit(lambda x: x * 2.0, cache_size=2)
     for n in (1, 2, 3):
