@@ -32,6 +32,7 @@ a replay (those Variables do not exist there).
 """
 
 import collections
+import copy
 import functools
 
 import numpy as np
@@ -46,13 +47,19 @@ CACHE_SIZE = 8  # plans kept per jitted function (one per signature), least rece
 def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=False):
     """``fn`` as a define-and-run function: traced at its first call per signature, then replayed.
 
-    The signature of a call is: the nesting of its arguments (tuples, lists, dicts), each
-    array argument's shape, dtype and requires_grad (Variables and ndarrays, integer ids and
-    targets included), every other argument by value (it must be hashable; floats bit for
-    bit, so that -0.0 and 0.0 have plans of their own and a NaN finds its plan), and the grad
-    mode. A new signature runs ``fn`` eagerly and records its plan; a known one replays the
-    plan, which gives the eager run's values, gradients and dtypes. At most ``cache_size``
-    plans are kept (least recently used dropped); ``.traces`` counts the traces.
+    The signature of a call is: the nesting of its arguments (tuples, NamedTuples, lists,
+    dicts), each array argument's shape, dtype and requires_grad (Variables and ndarrays,
+    integer ids and targets included), every other argument by value (it must be hashable;
+    floats bit for bit, so that -0.0 and 0.0 have plans of their own and a NaN finds its
+    plan), and the grad mode. A new signature runs ``fn`` eagerly and records its plan; a
+    known one replays the plan, which gives the eager run's values, gradients and dtypes. At
+    most ``cache_size`` plans are kept (least recently used dropped); ``.traces`` counts the
+    traces.
+
+    A NamedTuple's class may name the fields that are structure, not data, in ``jit_static``
+    (a PackedSequence's batch sizes and indices, which decide the steps a recurrent layer
+    runs): they are part of the signature by value (arrays by their bytes), and those of a
+    result come back as traced.
 
     Frozen at trace time (the trace records operations, not Python): branches on values,
     a module's train/eval mode, Python loops' lengths, anything computed with NumPy from
@@ -119,11 +126,11 @@ class Jit:
 def flatten_arguments(value):
     """(the arrays in ``value``, in order; a hashable signature of everything else).
 
-    Arrays are Variables and ndarrays; tuples, lists and dicts are walked; any other value
-    is part of the signature by value: floats (and complex numbers, Python's or NumPy's) by
-    their bits, since 0.0 == -0.0 divide apart and a NaN equals nothing, every other value
-    with ==. An array passed twice is marked as such (a plan traced with f(x, x) must not
-    serve f(x, y)).
+    Arrays are Variables and ndarrays; tuples, lists and dicts are walked (a NamedTuple's
+    static fields, see :func:`jit`, are values); any other value is part of the signature
+    by value: floats (and complex numbers, Python's or NumPy's) by their bits, since
+    0.0 == -0.0 divide apart and a NaN equals nothing, every other value with ==. An array
+    passed twice is marked as such (a plan traced with f(x, x) must not serve f(x, y)).
     """
     arrays, first_index = [], {}
 
@@ -133,7 +140,8 @@ def flatten_arguments(value):
         if isinstance(v, np.ndarray):
             return ("A", v.shape, v.dtype.str, _index(v))
         if isinstance(v, (tuple, list)):
-            return (type(v).__name__, tuple(walk(x) for x in v))
+            static = _static_items(v)
+            return (type(v), tuple(_by_value(x) if i in static else walk(x) for i, x in enumerate(v)))
         if isinstance(v, dict):
             return ("dict", tuple((k, walk(v[k])) for k in sorted(v, key=repr)))
         try:
@@ -154,33 +162,53 @@ def flatten_arguments(value):
     return arrays, walk(value)
 
 
+def _static_items(value):
+    """The positions in tuple ``value`` of the fields its NamedTuple class names in ``jit_static``."""
+    names = getattr(type(value), "jit_static", ())
+    return {i for i, name in enumerate(getattr(value, "_fields", ())) if name in names}
+
+
+def _by_value(item):
+    """A static field in a signature: None, or its array's shape, dtype and bytes."""
+    if item is None:
+        return None
+    array = np.asarray(item)
+    return (array.shape, array.dtype.str, array.tobytes())
+
+
+def _rebuilt(kind, items):
+    """A tuple or list of type ``kind`` holding ``items`` (a NamedTuple takes them as its fields)."""
+    return kind(*items) if hasattr(kind, "_fields") else kind(items)
+
+
 def _flatten_outputs(result):
     """(the Variables of ``result``, a rebuild function): ``fn`` returns Variables, nested in
-    tuples and lists, or None."""
+    tuples, NamedTuples and lists, or None. A NamedTuple's static fields are kept as traced
+    (each replay returns a copy of them)."""
     outputs = []
 
     def walk(v):
+        """The function that rebuilds ``v`` from the replay's output Variables."""
         if isinstance(v, Variable):
             outputs.append(v)
-            return len(outputs) - 1
+            k = len(outputs) - 1
+            return lambda values: values[k]
         if isinstance(v, (tuple, list)):
-            return (type(v), tuple(walk(x) for x in v))
+            kind, static = type(v), _static_items(v)
+            parts = [_kept(x) if i in static else walk(x) for i, x in enumerate(v)]
+            return lambda values: _rebuilt(kind, [part(values) for part in parts])
         if v is None:
-            return None
+            return lambda values: None
         raise TraceError(f"jit: the function returned a {type(v).__name__}; a traced function returns "
                          "Variables (in tuples or lists), since any other value would be frozen")
 
-    structure = walk(result)
+    return outputs, walk(result)
 
-    def rebuild(values, s=structure):
-        if s is None:
-            return None
-        if isinstance(s, int):
-            return values[s]
-        kind, items = s
-        return kind(rebuild(values, x) for x in items)
 
-    return outputs, rebuild
+def _kept(item):
+    """The rebuild of a static field of a result: a copy of its traced value."""
+    traced = copy.copy(item)
+    return lambda values: copy.copy(traced)
 
 
 # ----------------------------------------------------------------------------- the trace
@@ -204,11 +232,13 @@ def trace(fn, args, kwargs, sum_weight_gradients=False):
 
 
 def _as_variables(value):
-    """``value`` with every ndarray in it (in tuples, lists, dicts) wrapped as a Variable without gradient."""
+    """``value`` with every ndarray in it (in tuples, lists, dicts; not a NamedTuple's static
+    fields) wrapped as a Variable without gradient."""
     if isinstance(value, np.ndarray):
         return Variable._result(value, False)
     if isinstance(value, (tuple, list)):
-        return type(value)(_as_variables(v) for v in value)
+        static = _static_items(value)
+        return _rebuilt(type(value), [v if i in static else _as_variables(v) for i, v in enumerate(value)])
     if isinstance(value, dict):
         return {k: _as_variables(v) for k, v in value.items()}
     return value

@@ -1,5 +1,6 @@
 """tg.jit: a traced plan replays the eager run's values, gradients and dtypes."""
 
+import collections
 import tracemalloc
 
 import numpy as np
@@ -9,6 +10,7 @@ import nn
 import tensorgrad as tg
 import tensorgrad.functions as F
 from nn.charlm import CharRNN
+from nn.utils.rnn import pack_padded_sequence
 
 
 def mlp(dtype, rng, sizes=(4, 8, 3)):
@@ -471,6 +473,55 @@ def test_lengths_of_a_padded_batch_are_a_signature_by_value_and_an_array_of_them
     assert jf.traces == 2
     with pytest.raises(tg.TraceError, match="array argument 1 .* is not read"):
         jf(x, np.array([5, 3]))
+
+
+Batch = collections.namedtuple("Batch", "x k")
+Result = collections.namedtuple("Result", "loss out")
+
+
+def test_named_tuples_in_and_out_replay_as_eager(rng):
+    W = tg.Variable(rng.standard_normal((3, 2)))
+    jf = tg.jit(lambda s: Result((F.tanh(s.x @ W) * s.k).sum(), s.x @ W))
+    for _ in range(3):
+        x = rng.standard_normal((4, 3))
+        runs = []
+        for fn in (jf.eager, jf):
+            W.cleargrad()
+            result = fn(Batch(x, 2.0))
+            result.loss.backward()
+            runs.append((type(result), result.loss.data, result.out.data, W.grad.data))
+        assert runs[1][0] is Result
+        for a, b in zip(*runs, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert jf.traces == 1
+
+
+def test_a_packed_sequence_is_data_and_a_signature_of_its_batch_sizes():
+    """A PackedSequence in and out of nn.LSTM: its data is an array of the plan; its batch sizes
+    and indices, which decide the layer's steps and gathers, are a signature by value."""
+    tg.manual_seed(0)
+    layer = nn.LSTM(3, 4)
+
+    @tg.jit
+    def lstm(sequence):
+        out, (h, _) = layer(sequence)
+        return out, h
+
+    def run(fn, x, lengths):
+        x = tg.Variable(x, requires_grad=True)
+        layer.zero_grad()
+        out, h = fn(pack_padded_sequence(x, lengths, enforce_sorted=False))
+        ((out.data ** 2).sum() + h.sum()).backward()
+        return [out.data.data, *out[1:], h.data, x.grad.data] + [p.grad.data for p in layer.parameters()]
+
+    rng = np.random.default_rng(3)
+    # the same batch sizes and order (replayed), a new order, new batch sizes with as many rows
+    for lengths, traces in [((3, 5), 1), ((3, 5), 1), ((3, 5), 1), ((5, 3), 2), ((4, 4), 3), ((4, 4), 3)]:
+        x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+        for a, b in zip(run(lstm.eager, x, lengths), run(lstm, x, lengths), strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+        assert lstm.traces == traces
 
 
 def test_overlapping_replays_keep_their_own_arrays():
