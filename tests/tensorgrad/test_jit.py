@@ -669,3 +669,21 @@ def test_make_dot_draws_a_plan_with_its_steps_slots_and_scopes():
     assert "BPTT" not in source
     with_backward = viz.make_plan_dot(jf.plan, backward=True).source
     assert with_backward.count('label="BPTT: lstm_cell × 3"') == 1 and "#f4cccc" in with_backward
+
+
+def test_make_dot_draws_a_plan_without_steps_and_says_when_there_is_no_plan_yet():
+    import tensorgrad.viz as viz
+
+    identity = tg.jit(lambda x: x)
+    with pytest.raises(TypeError, match=r"make_dot: got None.*\.plan is None until its first call traces it"):
+        viz.make_dot(identity.plan)
+    identity(tg.Variable(np.ones(2)))
+    source = viz.make_dot(identity.plan).source  # the input, returned: no steps
+    assert 's0 [label="s0 (2,) float64" shape=doubleoctagon' in source and "->" not in source
+    pair = tg.jit(lambda x, y: (y, x * 2.0))
+    pair(np.ones(2), np.ones(3))
+    source = viz.make_dot(pair.plan).source
+    assert source.count("doubleoctagon") == 2 and "s1 -> " not in source  # y is only returned
+    nothing = tg.jit(lambda: None)
+    nothing()
+    assert "label" not in viz.make_dot(nothing.plan).source
