@@ -32,8 +32,11 @@ a replay (those Variables do not exist there).
 """
 
 import collections
+import contextlib
 import copy
 import functools
+import types
+import weakref
 
 import numpy as np
 
@@ -94,6 +97,7 @@ class Jit:
         self.sum_weight_gradients = sum_weight_gradients
         self.plans = collections.OrderedDict()  # signature -> Plan, least recently used first
         self.traces = 0
+        self.instance_traces = weakref.WeakKeyDictionary()  # a jitted method's: instance -> its traces
 
     def __call__(self, *args, **kwargs):
         if state.anomaly or state.tracer is not None:  # inside another trace: its operations are that trace's
@@ -114,12 +118,64 @@ class Jit:
 
     def __get__(self, instance, owner=None):
         """A jitted method: the instance is an argument by value (a plan per instance)."""
-        return self if instance is None else functools.partial(self, instance)
+        return self if instance is None else BoundJit(self, instance)
 
     @property
     def plan(self):
         """The most recently used plan (for drawing and inspection), or None before the first call."""
         return next(reversed(self.plans.values()), None)
+
+
+class BoundJit:
+    """A jitted method of one instance (``model.loss``): its ``Jit`` called with the instance first.
+
+    The instance is an argument by value, so the plans of this instance are those of the
+    method's ``Jit`` whose first argument it is: ``plans``, ``plan`` and ``traces`` are this
+    instance's (the class attribute's, ``type(model).loss``, are all instances'); ``eager``
+    is the original method bound to the instance.
+    """
+
+    def __init__(self, jit, instance):
+        functools.update_wrapper(self, jit.eager, updated=())
+        self.__func__, self.__self__ = jit, instance
+        self.eager = types.MethodType(jit.eager, instance)
+
+    def __call__(self, *args, **kwargs):
+        jit = self.__func__
+        traces = jit.traces
+        result = jit(self.__self__, *args, **kwargs)
+        if jit.traces > traces:
+            with contextlib.suppress(TypeError):  # an instance without weak references is not counted
+                jit.instance_traces[self.__self__] = jit.instance_traces.get(self.__self__, 0) + 1
+        return result
+
+    @property
+    def plans(self):
+        """This instance's plans (signature -> Plan), least recently used first."""
+        instance = flatten_arguments(self.__self__)[1]
+        return collections.OrderedDict((key, plan) for key, plan in self.__func__.plans.items()
+                                       if _first_argument(key) == instance)
+
+    plan = Jit.plan  # the most recently used of this instance's plans
+
+    @property
+    def traces(self):
+        """How many times a call through this instance (``model.loss(x)``) traced the method."""
+        try:
+            return self.__func__.instance_traces.get(self.__self__, 0)
+        except TypeError:
+            owner = type(self.__self__).__name__
+            raise TypeError(f"jit: the traces of {self.__name__} are counted per instance through a weak "
+                            f"reference, which a {owner} does not allow (__slots__ without __weakref__); "
+                            f"{owner}.{self.__name__}.traces counts those of all instances") from None
+
+
+def _first_argument(key):
+    """The signature of the first argument in the key of a plan (a jitted method's instance)."""
+    signature, _ = key
+    _, (args, _) = signature
+    _, items = args
+    return items[0] if items else None
 
 
 # ----------------------------------------------------------------------------- signatures

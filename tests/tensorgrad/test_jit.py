@@ -629,7 +629,7 @@ def test_a_replay_needs_no_more_memory_than_the_eager_run():
     assert compiled <= eager, (compiled, eager)
 
 
-def test_a_jitted_method_gets_its_instance(rng):
+def test_a_jitted_method_gets_its_instance_and_has_its_eager_method_plans_and_traces():
     class Scaled(nn.Module):
         def __init__(self, k):
             super().__init__()
@@ -637,13 +637,38 @@ def test_a_jitted_method_gets_its_instance(rng):
 
         @tg.jit
         def forward(self, x):
+            """x @ W."""
             return x @ self.weight
 
     a, b = Scaled(1.0), Scaled(2.0)
     x = np.ones((1, 2), np.float32)
+    assert a.forward.plan is None and not a.forward.plans and a.forward.traces == 0
     for _ in range(2):
         assert a(x).data.tolist() == [[2.0, 2.0]] and b(x).data.tolist() == [[4.0, 4.0]]
     assert Scaled.forward.traces == 2  # one plan per instance, replayed the second time
+    b(np.ones((3, 2), np.float32))
+    assert (a.forward.traces, b.forward.traces, Scaled.forward.traces) == (1, 2, 3)
+    assert (len(a.forward.plans), len(b.forward.plans), len(Scaled.forward.plans)) == (1, 2, 3)
+    assert b.forward.plan is Scaled.forward.plan  # the most recently used
+    assert a.forward.plan is next(iter(Scaled.forward.plans.values()))
+    assert a.forward.eager.__self__ is a and a.forward.eager(x).data.tolist() == [[2.0, 2.0]]
+    assert a.forward.__name__ == "forward" and a.forward.__doc__ == "x @ W."
+
+    class Slotted:  # no weak reference to count its traces by: calls work, its count is an error
+        __slots__ = ("k",)
+
+        def __init__(self, k):
+            self.k = k
+
+        @tg.jit
+        def scaled(self, x):
+            return x * self.k
+
+    s = Slotted(2.0)
+    assert s.scaled(x).data.tolist() == s.scaled(x).data.tolist() == [[2.0, 2.0]]
+    assert Slotted.scaled.traces == 1 and len(s.scaled.plans) == 1
+    with pytest.raises(TypeError, match=r"traces of scaled are counted per instance.*Slotted.scaled.traces"):
+        s.scaled.traces  # noqa: B018 - the property raises
 
 
 def test_a_replay_under_no_grad_records_nothing(rng):
