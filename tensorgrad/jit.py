@@ -56,8 +56,8 @@ def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=False):
     floats bit for bit, so that -0.0 and 0.0 have plans of their own and a NaN finds its
     plan), and the grad mode. A new signature runs ``fn`` eagerly and records its plan; a
     known one replays the plan, which gives the eager run's values, gradients and dtypes. At
-    most ``cache_size`` plans are kept (least recently used dropped); ``.traces`` counts the
-    traces.
+    most ``cache_size`` plans (an int, at least 1) are kept, the least recently used
+    dropped; ``.traces`` counts the traces.
 
     A NamedTuple's class may name the fields that are structure, not data, in ``jit_static``
     (a PackedSequence's batch sizes and indices, which decide the steps a recurrent layer
@@ -78,6 +78,10 @@ def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=False):
     mode's (float32: relative differences about 1e-7, which an optimizer carries on); the
     default keeps the eager run's order, so that every gradient is equal bit for bit.
     """
+    if isinstance(cache_size, bool) or not isinstance(cache_size, int):
+        raise TypeError(f"jit: cache_size must be an int, got {type(cache_size).__name__}")
+    if cache_size < 1:
+        raise ValueError(f"jit: cache_size must be at least 1, got {cache_size}")
     if fn is None:
         return functools.partial(jit, cache_size=cache_size, sum_weight_gradients=sum_weight_gradients)
     return Jit(fn, cache_size, sum_weight_gradients)
@@ -89,8 +93,6 @@ class Jit:
     def __init__(self, fn, cache_size, sum_weight_gradients=False):
         if not callable(fn):
             raise TypeError(f"jit: expected a callable, got {type(fn).__name__}")
-        if cache_size < 1:
-            raise ValueError(f"jit: cache_size must be at least 1, got {cache_size}")
         functools.update_wrapper(self, fn)
         self.eager = fn
         self.cache_size = cache_size

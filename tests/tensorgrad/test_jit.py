@@ -411,6 +411,11 @@ def test_the_cache_keeps_the_most_recently_used_plans():
     assert tg.jit(lambda x: x).cache_size == tg.jit.__globals__["CACHE_SIZE"] == 8
     with pytest.raises(ValueError, match="cache_size must be at least 1"):
         tg.jit(lambda x: x, cache_size=0)
+    for wrong in ("3", 1.5, True, None):
+        with pytest.raises(TypeError, match=f"jit: cache_size must be an int, got {type(wrong).__name__}"):
+            tg.jit(lambda x: x, cache_size=wrong)
+        with pytest.raises(TypeError, match="jit: cache_size must be an int"):
+            tg.jit(cache_size=wrong)  # as a decorator with options: at once
 
 
 def test_create_graph_through_a_replay_is_an_error():
