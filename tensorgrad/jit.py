@@ -32,7 +32,11 @@ a replay (those Variables do not exist there).
 """
 
 import collections
+import contextlib
+import copy
 import functools
+import types
+import weakref
 
 import numpy as np
 
@@ -46,12 +50,19 @@ CACHE_SIZE = 8  # plans kept per jitted function (one per signature), least rece
 def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=False):
     """``fn`` as a define-and-run function: traced at its first call per signature, then replayed.
 
-    The signature of a call is: the nesting of its arguments (tuples, lists, dicts), each
-    array argument's shape, dtype and requires_grad (Variables and ndarrays, integer ids and
-    targets included), every other argument by value (it must be hashable), and the grad
-    mode. A new signature runs ``fn`` eagerly and records its plan; a known one replays the
-    plan, which gives the eager run's values, gradients and dtypes. At most ``cache_size``
-    plans are kept (least recently used dropped); ``.traces`` counts the traces.
+    The signature of a call is: the nesting of its arguments (tuples, NamedTuples, lists,
+    dicts), each array argument's shape, dtype and requires_grad (Variables and ndarrays,
+    integer ids and targets included), every other argument by value (it must be hashable;
+    floats bit for bit, so that -0.0 and 0.0 have plans of their own and a NaN finds its
+    plan), and the grad mode. A new signature runs ``fn`` eagerly and records its plan; a
+    known one replays the plan, which gives the eager run's values, gradients and dtypes. At
+    most ``cache_size`` plans (an int, at least 1) are kept, the least recently used
+    dropped; ``.traces`` counts the traces.
+
+    A NamedTuple's class may name the fields that are structure, not data, in ``jit_static``
+    (a PackedSequence's batch sizes and indices, which decide the steps a recurrent layer
+    runs): they are part of the signature by value (arrays by their bytes), and those of a
+    result come back as traced.
 
     Frozen at trace time (the trace records operations, not Python): branches on values,
     a module's train/eval mode, Python loops' lengths, anything computed with NumPy from
@@ -67,6 +78,10 @@ def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=False):
     mode's (float32: relative differences about 1e-7, which an optimizer carries on); the
     default keeps the eager run's order, so that every gradient is equal bit for bit.
     """
+    if isinstance(cache_size, bool) or not isinstance(cache_size, int):
+        raise TypeError(f"jit: cache_size must be an int, got {type(cache_size).__name__}")
+    if cache_size < 1:
+        raise ValueError(f"jit: cache_size must be at least 1, got {cache_size}")
     if fn is None:
         return functools.partial(jit, cache_size=cache_size, sum_weight_gradients=sum_weight_gradients)
     return Jit(fn, cache_size, sum_weight_gradients)
@@ -78,14 +93,13 @@ class Jit:
     def __init__(self, fn, cache_size, sum_weight_gradients=False):
         if not callable(fn):
             raise TypeError(f"jit: expected a callable, got {type(fn).__name__}")
-        if cache_size < 1:
-            raise ValueError(f"jit: cache_size must be at least 1, got {cache_size}")
         functools.update_wrapper(self, fn)
         self.eager = fn
         self.cache_size = cache_size
         self.sum_weight_gradients = sum_weight_gradients
         self.plans = collections.OrderedDict()  # signature -> Plan, least recently used first
         self.traces = 0
+        self.instance_traces = weakref.WeakKeyDictionary()  # a jitted method's: instance -> its traces
 
     def __call__(self, *args, **kwargs):
         if state.anomaly or state.tracer is not None:  # inside another trace: its operations are that trace's
@@ -106,7 +120,7 @@ class Jit:
 
     def __get__(self, instance, owner=None):
         """A jitted method: the instance is an argument by value (a plan per instance)."""
-        return self if instance is None else functools.partial(self, instance)
+        return self if instance is None else BoundJit(self, instance)
 
     @property
     def plan(self):
@@ -114,13 +128,67 @@ class Jit:
         return next(reversed(self.plans.values()), None)
 
 
+class BoundJit:
+    """A jitted method of one instance (``model.loss``): its ``Jit`` called with the instance first.
+
+    The instance is an argument by value, so the plans of this instance are those of the
+    method's ``Jit`` whose first argument it is: ``plans``, ``plan`` and ``traces`` are this
+    instance's (the class attribute's, ``type(model).loss``, are all instances'); ``eager``
+    is the original method bound to the instance.
+    """
+
+    def __init__(self, jit, instance):
+        functools.update_wrapper(self, jit.eager, updated=())
+        self.__func__, self.__self__ = jit, instance
+        self.eager = types.MethodType(jit.eager, instance)
+
+    def __call__(self, *args, **kwargs):
+        jit = self.__func__
+        traces = jit.traces
+        result = jit(self.__self__, *args, **kwargs)
+        if jit.traces > traces:
+            with contextlib.suppress(TypeError):  # an instance without weak references is not counted
+                jit.instance_traces[self.__self__] = jit.instance_traces.get(self.__self__, 0) + 1
+        return result
+
+    @property
+    def plans(self):
+        """This instance's plans (signature -> Plan), least recently used first."""
+        instance = flatten_arguments(self.__self__)[1]
+        return collections.OrderedDict((key, plan) for key, plan in self.__func__.plans.items()
+                                       if _first_argument(key) == instance)
+
+    plan = Jit.plan  # the most recently used of this instance's plans
+
+    @property
+    def traces(self):
+        """How many times a call through this instance (``model.loss(x)``) traced the method."""
+        try:
+            return self.__func__.instance_traces.get(self.__self__, 0)
+        except TypeError:
+            owner = type(self.__self__).__name__
+            raise TypeError(f"jit: the traces of {self.__name__} are counted per instance through a weak "
+                            f"reference, which a {owner} does not allow (__slots__ without __weakref__); "
+                            f"{owner}.{self.__name__}.traces counts those of all instances") from None
+
+
+def _first_argument(key):
+    """The signature of the first argument in the key of a plan (a jitted method's instance)."""
+    signature, _ = key
+    _, (args, _) = signature
+    _, items = args
+    return items[0] if items else None
+
+
 # ----------------------------------------------------------------------------- signatures
 def flatten_arguments(value):
     """(the arrays in ``value``, in order; a hashable signature of everything else).
 
-    Arrays are Variables and ndarrays; tuples, lists and dicts are walked; any other value
-    is part of the signature by value. An array passed twice is marked as such (a plan
-    traced with f(x, x) must not serve f(x, y)).
+    Arrays are Variables and ndarrays; tuples, lists and dicts are walked (a NamedTuple's
+    static fields, see :func:`jit`, are values); any other value is part of the signature
+    by value: floats (and complex numbers, Python's or NumPy's) by their bits, since
+    0.0 == -0.0 divide apart and a NaN equals nothing, every other value with ==. An array
+    passed twice is marked as such (a plan traced with f(x, x) must not serve f(x, y)).
     """
     arrays, first_index = [], {}
 
@@ -130,7 +198,8 @@ def flatten_arguments(value):
         if isinstance(v, np.ndarray):
             return ("A", v.shape, v.dtype.str, _index(v))
         if isinstance(v, (tuple, list)):
-            return (type(v).__name__, tuple(walk(x) for x in v))
+            static = _static_items(v)
+            return (type(v), tuple(_by_value(x) if i in static else walk(x) for i, x in enumerate(v)))
         if isinstance(v, dict):
             return ("dict", tuple((k, walk(v[k])) for k in sorted(v, key=repr)))
         try:
@@ -138,6 +207,8 @@ def flatten_arguments(value):
         except TypeError:
             raise TypeError(f"jit: an argument of type {type(v).__name__} is neither an array nor "
                             "hashable; the signature of a call holds non-array arguments by value") from None
+        if isinstance(v, (float, complex, np.inexact)):  # -0.0 == 0.0, nan != nan: by bits instead
+            return ("C", type(v), np.asarray(v).tobytes())
         return ("C", type(v), v)
 
     def _index(v):
@@ -149,33 +220,53 @@ def flatten_arguments(value):
     return arrays, walk(value)
 
 
+def _static_items(value):
+    """The positions in tuple ``value`` of the fields its NamedTuple class names in ``jit_static``."""
+    names = getattr(type(value), "jit_static", ())
+    return {i for i, name in enumerate(getattr(value, "_fields", ())) if name in names}
+
+
+def _by_value(item):
+    """A static field in a signature: None, or its array's shape, dtype and bytes."""
+    if item is None:
+        return None
+    array = np.asarray(item)
+    return (array.shape, array.dtype.str, array.tobytes())
+
+
+def _rebuilt(kind, items):
+    """A tuple or list of type ``kind`` holding ``items`` (a NamedTuple takes them as its fields)."""
+    return kind(*items) if hasattr(kind, "_fields") else kind(items)
+
+
 def _flatten_outputs(result):
     """(the Variables of ``result``, a rebuild function): ``fn`` returns Variables, nested in
-    tuples and lists, or None."""
+    tuples, NamedTuples and lists, or None. A NamedTuple's static fields are kept as traced
+    (each replay returns a copy of them)."""
     outputs = []
 
     def walk(v):
+        """The function that rebuilds ``v`` from the replay's output Variables."""
         if isinstance(v, Variable):
             outputs.append(v)
-            return len(outputs) - 1
+            k = len(outputs) - 1
+            return lambda values: values[k]
         if isinstance(v, (tuple, list)):
-            return (type(v), tuple(walk(x) for x in v))
+            kind, static = type(v), _static_items(v)
+            parts = [_kept(x) if i in static else walk(x) for i, x in enumerate(v)]
+            return lambda values: _rebuilt(kind, [part(values) for part in parts])
         if v is None:
-            return None
+            return lambda values: None
         raise TraceError(f"jit: the function returned a {type(v).__name__}; a traced function returns "
                          "Variables (in tuples or lists), since any other value would be frozen")
 
-    structure = walk(result)
+    return outputs, walk(result)
 
-    def rebuild(values, s=structure):
-        if s is None:
-            return None
-        if isinstance(s, int):
-            return values[s]
-        kind, items = s
-        return kind(rebuild(values, x) for x in items)
 
-    return outputs, rebuild
+def _kept(item):
+    """The rebuild of a static field of a result: a copy of its traced value."""
+    traced = copy.copy(item)
+    return lambda values: copy.copy(traced)
 
 
 # ----------------------------------------------------------------------------- the trace
@@ -199,11 +290,13 @@ def trace(fn, args, kwargs, sum_weight_gradients=False):
 
 
 def _as_variables(value):
-    """``value`` with every ndarray in it (in tuples, lists, dicts) wrapped as a Variable without gradient."""
+    """``value`` with every ndarray in it (in tuples, lists, dicts; not a NamedTuple's static
+    fields) wrapped as a Variable without gradient."""
     if isinstance(value, np.ndarray):
         return Variable._result(value, False)
     if isinstance(value, (tuple, list)):
-        return type(value)(_as_variables(v) for v in value)
+        static = _static_items(value)
+        return _rebuilt(type(value), [v if i in static else _as_variables(v) for i, v in enumerate(value)])
     if isinstance(value, dict):
         return {k: _as_variables(v) for k, v in value.items()}
     return value

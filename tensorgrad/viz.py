@@ -116,6 +116,9 @@ def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, 
     if not outputs:
         raise TypeError("make_dot: pass at least one output Variable")
     for y in outputs:
+        if y is None:
+            raise TypeError("make_dot: got None, not a Variable or a plan; a tg.jit function's .plan is "
+                            "None until its first call traces it")
         if not isinstance(y, Variable):
             raise TypeError(f"make_dot: outputs must be Variables, got {type(y).__name__}")
     if time not in _RANKDIR:
@@ -694,7 +697,9 @@ def make_plan_dot(plan, *, backward=False, params=None):
     One node per slot of the plan's environment (its array: shape and dtype; the replay's
     inputs as pentagons, the parameters it reads as hexagons, its outputs as double
     octagons) and one per step, in a cluster per recording scope as ``make_dot`` draws the
-    tape. ``backward=True`` adds the backward steps (red), whose slots are gradients.
+    tape. ``backward=True`` adds the backward steps (red), whose slots are gradients. The
+    inputs and outputs are drawn even where no step touches them (a plan without steps, of
+    a function returning its argument, is its input drawn as the output).
     """
     names = _param_names(params)
     inputs = dict(zip(plan.input_slots, [None] * plan.arguments + plan.externals, strict=True))
@@ -704,7 +709,7 @@ def make_plan_dot(plan, *, backward=False, params=None):
     if backward:
         steps += [(step, "#f4cccc") for step in plan.backward]
     members = defaultdict(list)
-    edges, slots = [], set()
+    edges, slots = [], set(plan.input_slots) | outputs
     for i, (step, fill) in enumerate(steps):
         function = getattr(step, "function", None)
         label = getattr(step, "label", None) or (type(step).__name__ if function is None else function.name)
@@ -724,7 +729,7 @@ def make_plan_dot(plan, *, backward=False, params=None):
     dot = graphviz.Digraph("plan", graph_attr={"fontname": "Helvetica", "fontsize": "11", "nslimit": "10"},
                            node_attr={"fontname": "Helvetica", "fontsize": "10", "style": "filled"},
                            edge_attr={"arrowsize": "0.7"})
-    dot.body += members.pop(None)
+    dot.body += members.pop(None, [])  # a function of no arguments returning None draws nothing
     for n, (scope, lines) in enumerate(sorted(members.items())):
         dot.body += [f"\tsubgraph cluster_plan{n} {{\n", f"\t\tlabel={_quote(scope)} {_CLUSTER_STYLE}\n"]
         dot.body += ["\t" + line for line in lines] + ["\t}\n"]

@@ -23,12 +23,18 @@ import tensorgrad.functions as F
 
 class PackedSequence(NamedTuple):
     """The valid steps of a batch of sequences, time-major, longest sequences first (see the
-    module docstring). Build it with :func:`pack_padded_sequence`."""
+    module docstring). Build it with :func:`pack_padded_sequence`.
+
+    Under ``tg.jit`` only ``data`` is an array of the plan: the batch sizes and indices
+    decide which steps a layer runs and which rows it gathers, so they are part of the
+    signature by value (new ones trace again) and a result's are returned as traced."""
 
     data: tg.Variable
     batch_sizes: np.ndarray
     sorted_indices: np.ndarray | None = None
     unsorted_indices: np.ndarray | None = None
+
+    jit_static = ("batch_sizes", "sorted_indices", "unsorted_indices")  # tg.jit: structure, not data
 
 
 def pad_sequence(sequences, batch_first=False, padding_value=0.0):

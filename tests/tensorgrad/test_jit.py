@@ -1,5 +1,6 @@
 """tg.jit: a traced plan replays the eager run's values, gradients and dtypes."""
 
+import collections
 import sys
 import threading
 import tracemalloc
@@ -11,6 +12,7 @@ import nn
 import tensorgrad as tg
 import tensorgrad.functions as F
 from nn.charlm import CharRNN
+from nn.utils.rnn import pack_padded_sequence
 
 
 def mlp(dtype, rng, sizes=(4, 8, 3)):
@@ -383,6 +385,22 @@ def test_a_change_of_signature_retraces_and_the_same_signature_replays():
     assert jf.traces == 3 + len(calls)
 
 
+def test_float_arguments_are_a_signature_bit_for_bit():
+    """0.0 == -0.0, but they divide apart: each has a plan; a NaN, equal to nothing, finds its plan."""
+    jf = tg.jit(lambda x, s: (x / s).sum())
+    x = tg.Variable(np.ones(2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert jf(x, 0.0).item() == np.inf
+        assert jf(x, -0.0).item() == jf(x, np.float32(-0.0)).item() == -np.inf
+        assert jf.traces == 3
+        for _ in range(3):
+            assert np.isnan(jf(x, float("nan")).item())
+        assert jf(x, 2.0).item() == jf(x, 2.0).item() == 1.0  # equal floats still share a plan
+        assert jf.traces == len(jf.plans) == 5
+        jc = tg.jit(lambda x, s: (x / s.imag).sum())
+        assert jc(x, complex(1, 0.0)).item() == np.inf and jc(x, complex(1, -0.0)).item() == -np.inf
+
+
 def test_the_cache_keeps_the_most_recently_used_plans():
     jf = tg.jit(lambda x: x * 2.0, cache_size=2)
     for n in (1, 2, 3):
@@ -395,6 +413,11 @@ def test_the_cache_keeps_the_most_recently_used_plans():
     assert tg.jit(lambda x: x).cache_size == tg.jit.__globals__["CACHE_SIZE"] == 8
     with pytest.raises(ValueError, match="cache_size must be at least 1"):
         tg.jit(lambda x: x, cache_size=0)
+    for wrong in ("3", 1.5, True, None):
+        with pytest.raises(TypeError, match=f"jit: cache_size must be an int, got {type(wrong).__name__}"):
+            tg.jit(lambda x: x, cache_size=wrong)
+        with pytest.raises(TypeError, match="jit: cache_size must be an int"):
+            tg.jit(cache_size=wrong)  # as a decorator with options: at once
 
 
 def test_create_graph_through_a_replay_is_an_error():
@@ -609,6 +632,55 @@ def test_lengths_of_a_padded_batch_are_a_signature_by_value_and_an_array_of_them
         jf(x, np.array([5, 3]))
 
 
+Batch = collections.namedtuple("Batch", "x k")
+Result = collections.namedtuple("Result", "loss out")
+
+
+def test_named_tuples_in_and_out_replay_as_eager(rng):
+    W = tg.Variable(rng.standard_normal((3, 2)))
+    jf = tg.jit(lambda s: Result((F.tanh(s.x @ W) * s.k).sum(), s.x @ W))
+    for _ in range(3):
+        x = rng.standard_normal((4, 3))
+        runs = []
+        for fn in (jf.eager, jf):
+            W.cleargrad()
+            result = fn(Batch(x, 2.0))
+            result.loss.backward()
+            runs.append((type(result), result.loss.data, result.out.data, W.grad.data))
+        assert runs[1][0] is Result
+        for a, b in zip(*runs, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert jf.traces == 1
+
+
+def test_a_packed_sequence_is_data_and_a_signature_of_its_batch_sizes():
+    """A PackedSequence in and out of nn.LSTM: its data is an array of the plan; its batch sizes
+    and indices, which decide the layer's steps and gathers, are a signature by value."""
+    tg.manual_seed(0)
+    layer = nn.LSTM(3, 4)
+
+    @tg.jit
+    def lstm(sequence):
+        out, (h, _) = layer(sequence)
+        return out, h
+
+    def run(fn, x, lengths):
+        x = tg.Variable(x, requires_grad=True)
+        layer.zero_grad()
+        out, h = fn(pack_padded_sequence(x, lengths, enforce_sorted=False))
+        ((out.data ** 2).sum() + h.sum()).backward()
+        return [out.data.data, *out[1:], h.data, x.grad.data] + [p.grad.data for p in layer.parameters()]
+
+    rng = np.random.default_rng(3)
+    # the same batch sizes and order (replayed), a new order, new batch sizes with as many rows
+    for lengths, traces in [((3, 5), 1), ((3, 5), 1), ((3, 5), 1), ((5, 3), 2), ((4, 4), 3), ((4, 4), 3)]:
+        x = rng.standard_normal((5, 2, 3)).astype(np.float32)
+        for a, b in zip(run(lstm.eager, x, lengths), run(lstm, x, lengths), strict=True):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+        assert lstm.traces == traces
+
+
 def test_overlapping_replays_keep_their_own_arrays():
     """Two windows forwarded before either backward: each replay's gradient is its own."""
     tg.manual_seed(0)
@@ -714,7 +786,7 @@ def test_a_replay_needs_no_more_memory_than_the_eager_run():
     assert compiled <= eager, (compiled, eager)
 
 
-def test_a_jitted_method_gets_its_instance(rng):
+def test_a_jitted_method_gets_its_instance_and_has_its_eager_method_plans_and_traces():
     class Scaled(nn.Module):
         def __init__(self, k):
             super().__init__()
@@ -722,13 +794,38 @@ def test_a_jitted_method_gets_its_instance(rng):
 
         @tg.jit
         def forward(self, x):
+            """x @ W."""
             return x @ self.weight
 
     a, b = Scaled(1.0), Scaled(2.0)
     x = np.ones((1, 2), np.float32)
+    assert a.forward.plan is None and not a.forward.plans and a.forward.traces == 0
     for _ in range(2):
         assert a(x).data.tolist() == [[2.0, 2.0]] and b(x).data.tolist() == [[4.0, 4.0]]
     assert Scaled.forward.traces == 2  # one plan per instance, replayed the second time
+    b(np.ones((3, 2), np.float32))
+    assert (a.forward.traces, b.forward.traces, Scaled.forward.traces) == (1, 2, 3)
+    assert (len(a.forward.plans), len(b.forward.plans), len(Scaled.forward.plans)) == (1, 2, 3)
+    assert b.forward.plan is Scaled.forward.plan  # the most recently used
+    assert a.forward.plan is next(iter(Scaled.forward.plans.values()))
+    assert a.forward.eager.__self__ is a and a.forward.eager(x).data.tolist() == [[2.0, 2.0]]
+    assert a.forward.__name__ == "forward" and a.forward.__doc__ == "x @ W."
+
+    class Slotted:  # no weak reference to count its traces by: calls work, its count is an error
+        __slots__ = ("k",)
+
+        def __init__(self, k):
+            self.k = k
+
+        @tg.jit
+        def scaled(self, x):
+            return x * self.k
+
+    s = Slotted(2.0)
+    assert s.scaled(x).data.tolist() == s.scaled(x).data.tolist() == [[2.0, 2.0]]
+    assert Slotted.scaled.traces == 1 and len(s.scaled.plans) == 1
+    with pytest.raises(TypeError, match=r"traces of scaled are counted per instance.*Slotted.scaled.traces"):
+        s.scaled.traces  # noqa: B018 - the property raises
 
 
 def test_a_replay_under_no_grad_records_nothing(rng):
@@ -754,3 +851,21 @@ def test_make_dot_draws_a_plan_with_its_steps_slots_and_scopes():
     assert "BPTT" not in source
     with_backward = viz.make_plan_dot(jf.plan, backward=True).source
     assert with_backward.count('label="BPTT: lstm_cell × 3"') == 1 and "#f4cccc" in with_backward
+
+
+def test_make_dot_draws_a_plan_without_steps_and_says_when_there_is_no_plan_yet():
+    import tensorgrad.viz as viz
+
+    identity = tg.jit(lambda x: x)
+    with pytest.raises(TypeError, match=r"make_dot: got None.*\.plan is None until its first call traces it"):
+        viz.make_dot(identity.plan)
+    identity(tg.Variable(np.ones(2)))
+    source = viz.make_dot(identity.plan).source  # the input, returned: no steps
+    assert 's0 [label="s0 (2,) float64" shape=doubleoctagon' in source and "->" not in source
+    pair = tg.jit(lambda x, y: (y, x * 2.0))
+    pair(np.ones(2), np.ones(3))
+    source = viz.make_dot(pair.plan).source
+    assert source.count("doubleoctagon") == 2 and "s1 -> " not in source  # y is only returned
+    nothing = tg.jit(lambda: None)
+    nothing()
+    assert "label" not in viz.make_dot(nothing.plan).source
