@@ -187,9 +187,13 @@ small, large = np.ones(2), np.full(2, 10.0)
 print("traced on a small input:", jd(small).item())
 print("replayed on a large input:", jd(large).item(), "  eager:", damped(large).item())
 assert jd(large).item() == 200.0 and damped(large).item() == 100.0"""),
-    ("markdown", r"""The replay took the branch of the trace: 200, where eager mode gives 100. The same holds
+    ("markdown", r"""The replay took the branch of the trace: 200, where eager mode gives 100, and the trace
+said so when it happened: `total.item()` inside a traced function gives a `TraceWarning` at
+that line (as PyTorch's tracer warns), since the value leaves the tape there. The same holds
 for `model.eval()` after a trace in training mode (dropout keeps dropping), for a loop
 whose length depends on a value, and for any constant computed with NumPy from `.data`.
+Comparisons are not frozen: `x > 0` is a Function without gradient, replayed on each call's
+values, so a mask computed from the data follows the data.
 The signature protects what it can see — a new shape, dtype, `requires_grad`, grad mode or
 non-array argument traces again — and the tracer refuses what it can detect: a Variable
 built from a view of a traced array, or an array argument the traced operations never read

@@ -12,9 +12,9 @@ from tensorgrad.variable import Variable, as_variable  # noqa: I001 - Variable f
 from tensorgrad.autograd import grad
 from tensorgrad.function import AnomalyError, Function, ShapeError
 from tensorgrad.gradcheck import GradcheckError, gradcheck, gradgradcheck
-from tensorgrad.jit import TraceError, jit
-from tensorgrad.modes import (detect_anomaly, enable_grad, is_grad_enabled, no_grad, scope, set_grad_enabled,
-                             step_axis)
+from tensorgrad.jit import jit
+from tensorgrad.modes import (TraceError, TraceWarning, detect_anomaly, enable_grad, is_grad_enabled, no_grad,
+                             scope, set_grad_enabled, step_axis)
 from tensorgrad.random import manual_seed
 from tensorgrad import functions
 
@@ -22,5 +22,6 @@ __all__ = [
     "Variable", "Function", "as_variable", "grad", "no_grad", "enable_grad", "set_grad_enabled",
     "is_grad_enabled", "scope", "step_axis", "detect_anomaly", "gradcheck", "gradgradcheck", "manual_seed",
     "functions", "AnomalyError", "ShapeError", "GradcheckError", "jit", "TraceError",
+    "TraceWarning",
 ]
 __version__ = "0.1.0"

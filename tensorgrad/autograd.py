@@ -19,8 +19,8 @@ import operator
 
 import numpy as np
 
-from tensorgrad.function import TraceError, check_finite
-from tensorgrad.modes import detect_anomaly, set_grad_enabled, state
+from tensorgrad.function import check_finite
+from tensorgrad.modes import TraceError, detect_anomaly, set_grad_enabled, state
 from tensorgrad.variable import Variable, as_variable
 
 _seq = operator.attrgetter("seq")

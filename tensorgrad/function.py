@@ -3,20 +3,17 @@
 import itertools
 import linecache
 import operator
-import sys
 import weakref
 
 import numpy as np
 
-from tensorgrad.modes import state
+from tensorgrad.modes import state, user_frame
 from tensorgrad.variable import Variable, as_variable
 
 _sequence = itertools.count()  # recording order: every input is recorded before its consumers
 # For map(): no Python-level loop in __call__, whose overhead is most of what a tiny op costs.
 _data = operator.attrgetter("data")
 _requires_grad = operator.attrgetter("requires_grad")
-# The packages of this project: an anomaly is reported at the first line outside them, the user's.
-_LIBRARY_PACKAGES = ("tensorgrad", "nn")
 
 
 class ShapeError(ValueError):
@@ -25,10 +22,6 @@ class ShapeError(ValueError):
 
 class AnomalyError(FloatingPointError):
     """A NaN or Inf appeared under :func:`tensorgrad.detect_anomaly`."""
-
-
-class TraceError(RuntimeError):
-    """A function that ``tg.jit`` cannot replay faithfully; the message says what it did."""
 
 
 class Function:
@@ -117,9 +110,7 @@ class Function:
 
 def _user_source_line():
     """``file:line: code`` of the innermost stack frame outside the library's packages."""
-    frame = sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _LIBRARY_PACKAGES:
-        frame = frame.f_back
+    frame, _ = user_frame()
     if frame is None:
         return "<unknown>"
     code = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()

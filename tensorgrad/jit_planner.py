@@ -33,7 +33,6 @@ import collections
 
 import numpy as np
 
-from tensorgrad.function import TraceError
 from tensorgrad.functions.shape import Stack
 from tensorgrad.jit_plan import Plan
 from tensorgrad.jit_recurrence import Recurrence, RecurrenceBackward, find_chains, stack_in_place
@@ -47,7 +46,7 @@ from tensorgrad.jit_steps import (
     WeightGradient,
     Zeros,
 )
-from tensorgrad.modes import set_grad_enabled, state
+from tensorgrad.modes import TraceError, set_grad_enabled, state
 from tensorgrad.variable import Variable
 
 

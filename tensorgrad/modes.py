@@ -1,4 +1,5 @@
-"""Recording modes: gradient mode, recording scopes (and the step axis) and anomaly detection.
+"""Recording modes: gradient mode, recording scopes (and the step axis), anomaly detection,
+and what ``tg.jit``'s tracer tells the user (:class:`TraceError`, :class:`TraceWarning`).
 
 All of them are switches of the calling thread, read by :class:`tensorgrad.Function` each
 time it is called: as in PyTorch, ``no_grad()`` in one thread leaves recording on in the
@@ -7,7 +8,9 @@ others, and every new thread starts with recording on. They are context managers
 """
 
 import contextlib
+import sys
 import threading
+import warnings
 
 
 class _State(threading.local):
@@ -143,3 +146,34 @@ class detect_anomaly(_Switch):
 
     def value(self, outer):
         return self.enabled
+
+
+class TraceError(RuntimeError):
+    """A function that ``tg.jit`` cannot replay faithfully; the message says what it did."""
+
+
+class TraceWarning(UserWarning):
+    """A value that ``tg.jit``'s trace freezes: the plan replays what the traced run saw."""
+
+
+def warn_if_traced(what):
+    """Warn that ``what`` (a Variable's value turned into a Python value) is frozen by the trace
+    in progress, if there is one: the trace records operations, not the Python that uses
+    their values, as PyTorch's tracer warns. The warning names the user's line."""
+    if state.tracer is not None:
+        _, depth = user_frame()
+        warnings.warn(f"{what} inside a function that tg.jit is tracing: the plan keeps the value this "
+                      "run gives (a branch or a number computed from it is frozen); every replay uses it",
+                      TraceWarning, stacklevel=depth)
+
+
+LIBRARY_PACKAGES = ("tensorgrad", "nn")  # this project's: the user's code is the first frame outside them
+
+
+def user_frame():
+    """(the innermost frame of the calling stack outside the library's packages or None, its depth
+    as ``warnings.warn``'s ``stacklevel`` counts from the caller of this function's caller)."""
+    frame, depth = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in LIBRARY_PACKAGES:
+        frame, depth = frame.f_back, depth + 1
+    return frame, depth

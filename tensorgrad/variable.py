@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 
+from tensorgrad.modes import warn_if_traced
+
 _NUMERIC_KINDS = "biuf"
 _new_object = object.__new__
 
@@ -114,13 +116,18 @@ class Variable:
 
     def item(self):
         """The value of a one-element Variable as a Python number."""
+        warn_if_traced("item()")
+        return self._value("item")
+
+    def _value(self, op):
         if self.size != 1:
-            raise ValueError(f"item: only a one-element Variable has a value, this one has shape "
+            raise ValueError(f"{op}: only a one-element Variable has a value, this one has shape "
                              f"{self.shape} ({self.size} elements)")
         return self.data.item()
 
     def numpy(self):
         """The data as an ndarray (shared, not copied)."""
+        warn_if_traced("numpy()")
         return self.data
 
     def __array__(self, dtype=None, copy=None):
@@ -128,19 +135,23 @@ class Variable:
         if copy is False and dtype is not None and np.dtype(dtype) != self.dtype:
             raise ValueError(f"__array__: cannot give dtype {np.dtype(dtype)} without a copy of "
                              f"the {self.dtype} data")
+        warn_if_traced("np.asarray(Variable)")
         array = self.data if dtype is None else self.data.astype(dtype, copy=False)
         return array.copy() if copy else array
 
     def __float__(self):
-        return float(self.item())
+        warn_if_traced("float(Variable)")
+        return float(self._value("float"))
 
     def __int__(self):
-        return int(self.item())
+        warn_if_traced("int(Variable)")
+        return int(self._value("int"))
 
     def __bool__(self):
         if self.size != 1:
             raise ValueError(f"bool: the truth value of a Variable of shape {self.shape} is "
                              "ambiguous; use (v != 0).data.any() or .all()")
+        warn_if_traced("bool(Variable)")
         return bool(self.data.item())
 
     # ----------------------------------------------------------------- gradients

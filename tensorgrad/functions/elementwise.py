@@ -302,7 +302,8 @@ def abs(x):  # noqa: A001 - the builtin's name, as np.abs and torch.abs
 
 
 def clip(x, lo=None, hi=None):
-    """``x`` limited to [lo, hi] (either bound may be None)."""
+    """``x`` limited to [lo, hi] (either bound may be None). The bounds are numbers (a one-element
+    Variable is read as its value: frozen in a ``tg.jit`` trace, which warns)."""
     if lo is None and hi is None:
         raise ValueError("clip: give at least one of lo and hi")
     # Python floats, so that a NumPy float64 bound does not promote a float32 x.

@@ -4,6 +4,7 @@ import collections
 import sys
 import threading
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -613,7 +614,7 @@ def test_what_the_trace_cannot_replay_is_an_error_at_trace_time():
 
     with pytest.raises(tg.TraceError, match="array argument 1 .* is not read by any operation"):
         tg.jit(numpy_targets)(np.ones((2, 3)), np.ones(2))
-    with pytest.raises(tg.TraceError, match="returned a float"):
+    with pytest.raises(tg.TraceError, match="returned a float"), pytest.warns(tg.TraceWarning):
         tg.jit(lambda x: (x @ W).sum().item())(np.ones((2, 3)))
     with pytest.raises(TypeError, match="neither an array nor hashable"):
         tg.jit(lambda x, options: x @ W)(np.ones((2, 3)), {1, 2})
@@ -709,6 +710,20 @@ def test_overlapping_replays_keep_their_own_arrays():
     assert first.data == expected[2] and second.data == expected[3]
 
 
+@pytest.mark.parametrize("convert", [lambda v: v.item(), float, int, bool, lambda v: v.numpy(), np.asarray],
+                         ids=["item", "float", "int", "bool", "numpy", "asarray"])
+def test_a_value_turned_into_python_inside_a_trace_warns_that_it_is_frozen(convert):
+    def fn(x):
+        convert(x.sum())
+        return x * 2.0
+
+    with pytest.warns(tg.TraceWarning, match="inside a function that tg.jit is tracing"):
+        tg.jit(fn)(np.ones(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fn(tg.Variable(np.ones(2)))  # eager: no warning
+
+
 def test_value_branches_and_the_train_mode_are_frozen_in_the_trace():
     """The trace records operations: a Python decision on values is replayed as taken."""
     def clipped(x):
@@ -719,7 +734,9 @@ def test_value_branches_and_the_train_mode_are_frozen_in_the_trace():
 
     jf = tg.jit(clipped)
     small, large = np.ones(2), np.full(2, 10.0)
-    assert jf(small).item() == 2.0  # traced: the small branch
+    with pytest.warns(tg.TraceWarning, match=r"item\(\) inside a function that tg.jit is tracing") as caught:
+        assert jf(small).item() == 2.0  # traced: the small branch, with a warning at the user's line
+    assert [w.filename for w in caught] == [__file__]
     assert jf(large).item() == 200.0  # replayed: still the small branch (eager gives 0)
     assert clipped(large).item() == 0.0
 

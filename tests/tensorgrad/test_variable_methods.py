@@ -122,8 +122,10 @@ def test_conversions_to_python_and_numpy():
     assert np.array(v) is not v.data and np.array_equal(np.array(v), v.data)
     with pytest.raises(ValueError, match=r"item: .* shape \(2, 3\) \(6 elements\)"):
         v.item()
-    with pytest.raises(ValueError, match=r"item: .* shape \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"float: .* shape \(2, 3\)"):
         float(v)
+    with pytest.raises(ValueError, match=r"int: .* shape \(2, 3\)"):
+        int(v)
     with pytest.raises(ValueError, match=r"bool: .* shape \(2, 3\) is ambiguous"):
         bool(v > 1)
     assert (np.float32(2.0) * v).creator is not None  # NumPy scalars still defer to Variable
