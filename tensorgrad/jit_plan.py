@@ -195,7 +195,6 @@ class Plan:
         reached = self.reach.get(given)
         if reached is None:
             reached = {s for s, flag in zip(self.seeds, given, strict=True) if flag and s is not None}
-            reached.update(s for s, _ in self.constants)
             for step in self.backward:
                 if reached.intersection(step.reads()):
                     reached.update(step.writes())
