@@ -194,8 +194,8 @@ class Planner:
                 raise TraceError(f"jit({self.name}): array argument {i} (shape {v.shape}) is not read by any "
                                  "operation of the trace; if the function uses its values outside the tape "
                                  "(NumPy, .data, Python), a replay would reuse the traced ones. Compute with "
-                                 "it as a Variable; pass what decides the function's structure (lengths) as a "
-                                 "tuple or list of numbers, which is part of the signature by value; or do not "
+                                 "it as a Variable; pass what decides the function's structure (lengths) "
+                                 "as a tuple or list of numbers, part of the signature by value; or do not "
                                  "pass it")
 
     def _sequences(self, forward):
