@@ -148,15 +148,17 @@ class Recurrence:
             rows = [r + 1 for r in self.rows] if forward else self.rows
             hs[0 if forward else -1] = h0
             env[self.stacked], h_inputs = (hs[1:], hs[:-1]) if forward else (hs[:-1], hs[1:])
+        record = frames is not None  # else what a step saves is dropped at once
         states, saved = [state], []
         for t, (a, outputs) in enumerate(zip(self.gate_inputs, self.step_outputs, strict=True)):
             out = None if hs is None else hs[rows[t]]
             state, kept = cell.gates(env[a], cell.hidden_side(state[0], W, bias), *state, out=out)
             for s, y in zip(outputs, state, strict=True):
                 env[s] = y
-            states.append(state)
-            saved.append(kept)
-        if frames is not None:
+            if record:
+                states.append(state)
+                saved.append(kept)
+        if record:
             frames[self.k] = states, saved, (h_inputs, self.rows)
 
     def __repr__(self):

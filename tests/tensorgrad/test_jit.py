@@ -583,6 +583,27 @@ def test_replays_from_two_threads_are_each_right():
     assert wrong == []
 
 
+def test_an_unrecorded_replay_runs_the_recurrence_and_keeps_nothing_per_step():
+    """Under no_grad a layer's cells are one recurrence too, which then keeps no step's arrays:
+    its peak memory stays below eager mode's, and its outputs are eager mode's."""
+    lstm = nn.LSTM(16, 32)
+    jf = tg.jit(lambda x: lstm(x)[0])
+    x = np.random.default_rng(0).standard_normal((400, 8, 16)).astype(np.float32)
+    with tg.no_grad():
+        for _ in range(3):
+            jf(x)
+        assert any(type(step).__name__ == "Recurrence" for step in jf.plan.forward)
+        peaks = []
+        for fn in (jf, lstm):
+            tracemalloc.start()
+            y = fn(x)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+            y = y[0] if isinstance(y, tuple) else y
+            np.testing.assert_array_equal(y.data, lstm(x)[0].data)
+    assert peaks[0] < peaks[1]
+
+
 def test_a_second_backward_through_one_replay_is_an_error_and_a_new_replay_works():
     model = nn.LSTM(3, 4).double()
     x = tg.Variable(np.random.default_rng(0).standard_normal((5, 2, 3)), requires_grad=True)
