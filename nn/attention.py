@@ -4,13 +4,12 @@ import math
 
 import numpy as np
 
-import tensorgrad as tg
 import tensorgrad.functions as F
 from nn import init
 from nn.layers import Linear
 from nn.module import Module, Parameter
 from tensorgrad import ShapeError, as_variable
-from tensorgrad.functions.attention import attention, split_mask
+from tensorgrad.functions.attention import attention, attention_mask, mask_input
 
 
 class MultiheadAttention(Module):
@@ -67,13 +66,13 @@ class MultiheadAttention(Module):
         (L, B, E), S = query.shape, key.shape[0]
         if is_causal and attn_mask is None:
             attn_mask = ~np.tril(np.ones((L, S), dtype=bool))
-        blocked, added = self._masks(attn_mask, key_padding_mask, B, L, S, query.dtype, unbatched)
+        mask = self._masks(attn_mask, key_padding_mask, B, L, S, query.dtype, unbatched)
 
         H, d = self.num_heads, self.head_dim
         q, k, v = self._project(query, key, value)
         # (length, B, E) → (B, H, length, d): one batch of B·H heads for the matmuls.
         q, k, v = (a.reshape(a.shape[0], B, H, d).transpose(1, 2, 0, 3) for a in (q, k, v))
-        heads, weights = attention(q, k, v, blocked, added, self.dropout if self.training else 0.0)
+        heads, weights = attention(q, k, v, mask, self.dropout if self.training else 0.0)
         output = self.out_proj(heads.transpose(2, 0, 1, 3).reshape(L, B, E))
         if unbatched:
             output = output.reshape(L, E)
@@ -109,34 +108,27 @@ class MultiheadAttention(Module):
                              f"fit the layout {layout} with one batch size and key and value of one length")
 
     def _masks(self, attn_mask, key_padding_mask, B, L, S, dtype, unbatched):
-        """attn_mask and key_padding_mask as one (blocked, added) pair of shape (B, H, L, S)."""
+        """attn_mask and key_padding_mask as :func:`attention`'s mask of shape (B, H, L, S), or None."""
         op, H = "MultiheadAttention", self.num_heads
+        masks = []
         if attn_mask is not None:
-            attn_mask = attn_mask.data if isinstance(attn_mask, tg.Variable) else np.asarray(attn_mask)
-            if attn_mask.shape == (B * H, L, S):
-                attn_mask = attn_mask.reshape(B, H, L, S)
-            elif attn_mask.shape != (L, S):
+            attn_mask = np.asarray(getattr(attn_mask, "data", attn_mask))
+            if attn_mask.shape not in ((L, S), (B * H, L, S)):
                 raise ShapeError(f"{op}: attn_mask must have shape (L, S) = {(L, S)} or "
                                  f"(B·num_heads, L, S) = {(B * H, L, S)}, got {attn_mask.shape}")
-        blocked, added = split_mask(op, attn_mask, L, S, dtype, allowed_when_true=False)
+            masks.append((mask_input(op, attn_mask), (B, H, L, S) if attn_mask.ndim == 3 else None, False))
         if key_padding_mask is not None:
             kpm = np.asarray(getattr(key_padding_mask, "data", key_padding_mask))
             expected = (S,) if unbatched else (B, S)
             if kpm.shape != expected:
                 raise ShapeError(f"{op}: key_padding_mask must have shape {expected} (batch, key length), "
                                  f"got {kpm.shape}")
-            pad_blocked, pad_added = split_mask(op, kpm.reshape(B, 1, 1, S), L, S, dtype,
-                                                allowed_when_true=False, name="key_padding_mask")
-            blocked = pad_blocked if blocked is None else blocked | pad_blocked
-            added = pad_added if added is None else added if pad_added is None else added + pad_added
-        if blocked is not None:
-            dead = np.broadcast_to(blocked, (B, H, L, S)).all(axis=-1)
-            if dead.any():
-                b, _, i = np.argwhere(dead)[0]
-                raise ValueError(f"{op}: the masks leave query {i} of sequence {b} no key to attend to "
-                                 f"(key_padding_mask hides a whole sequence, or attn_mask a whole row); "
-                                 f"PyTorch gives NaN there")
-        return blocked, added
+            masks.append((mask_input(op, kpm, "key_padding_mask"), (B, 1, 1, S), False))
+        if not masks:
+            return None
+        return attention_mask(masks, (B, H, L, S), dtype, dead_row_error=(
+            f"{op}: the masks leave query {{query}} of sequence {{sequence}} no key to attend to "
+            "(key_padding_mask hides a whole sequence, or attn_mask a whole row); PyTorch gives NaN there"))
 
     def extra_repr(self):
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}, "

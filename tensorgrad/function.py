@@ -20,6 +20,11 @@ class ShapeError(ValueError):
     """Operands whose shapes do not fit the operation; the message names both."""
 
 
+class InputError(ValueError):
+    """Inputs whose values a Function's ``forward`` rejects, in a message complete in itself: it
+    reaches the caller as it is, the same from a replayed trace (``tg.jit``) as from eager mode."""
+
+
 class AnomalyError(FloatingPointError):
     """A NaN or Inf appeared under :func:`tensorgrad.detect_anomaly`."""
 
@@ -63,7 +68,7 @@ class Function:
                 break
         try:
             ys = self.forward(*map(_data, inputs))
-        except ShapeError:
+        except (ShapeError, InputError):
             raise
         except (ValueError, IndexError) as error:
             shapes = ", ".join(str(x.shape) for x in inputs)

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from tensorgrad.function import Function, ShapeError
+from tensorgrad.function import Function, InputError, ShapeError
 from tensorgrad.functions.arithmetic import matmul
 from tensorgrad.functions.elementwise import exp, tanh, where
 from tensorgrad.functions.neural import dropout
@@ -73,73 +73,126 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     attention weights with that probability (pass 0 outside training, as PyTorch's modules
     do). A query that may attend to no key at all gets the output 0, as in PyTorch.
     """
+    op = "scaled_dot_product_attention"
     query, key, value = (as_variable(a) for a in (query, key, value))
-    _check_operands("scaled_dot_product_attention", query, key, value)
+    _check_operands(op, query, key, value)
     L, S = query.shape[-2], key.shape[-2]
     if is_causal:
         if attn_mask is not None:
-            raise ValueError("scaled_dot_product_attention: give attn_mask or is_causal=True, not both")
+            raise ValueError(f"{op}: give attn_mask or is_causal=True, not both")
         attn_mask = np.tril(np.ones((L, S), dtype=bool))
-    blocked, added = split_mask("scaled_dot_product_attention", attn_mask, L, S, query.dtype,
-                                allowed_when_true=True)
-    if blocked is not None:
+    mask = None
+    if attn_mask is not None:
+        attn_mask = np.asarray(getattr(attn_mask, "data", attn_mask))
+        if attn_mask.ndim < 2 or not all(m in (1, n) for m, n in zip(attn_mask.shape[-2:], (L, S))):
+            raise ShapeError(f"{op}: attn_mask of shape {attn_mask.shape} does not broadcast to "
+                             f"(..., L={L}, S={S})")
+        attn_mask = mask_input(op, attn_mask)
         scores_shape = np.broadcast_shapes(query.shape[:-2], key.shape[:-2]) + (L, S)
         try:
-            np.broadcast_shapes(blocked.shape, scores_shape)
+            shape = np.broadcast_shapes(attn_mask.shape, scores_shape)
         except ValueError:
-            raise ShapeError(f"scaled_dot_product_attention: attn_mask of shape {blocked.shape} does not "
-                             f"broadcast to the scores' shape {scores_shape}") from None
-    output, _ = attention(query, key, value, blocked, added, dropout_p, scale)
+            raise ShapeError(f"{op}: attn_mask of shape {attn_mask.shape} does not broadcast to the "
+                             f"scores' shape {scores_shape}") from None
+        mask = attention_mask([(attn_mask, None, True)], shape, query.dtype)
+        if is_causal and S:  # every query sees key 0: no row to zero
+            mask = (mask[0], None, mask[2])
+    output, _ = attention(query, key, value, mask, dropout_p, scale)
     return output
 
 
-def attention(query, key, value, blocked=None, added=None, dropout_p=0.0, scale=None):
-    """(A V, A) for A = softmax(Q Kᵀ · scale + added, with ``blocked`` pairs at -∞).
+def attention(query, key, value, mask=None, dropout_p=0.0, scale=None):
+    """(A V, A) for A = softmax(Q Kᵀ · scale + added, with ``blocked`` pairs at -∞), zeroed outside ``alive``.
 
-    ``blocked`` is a boolean array broadcasting to (..., L, S), True where a query may not
-    attend to a key, and ``added`` a finite floating array (or None). Rows where every key
-    is blocked get weights 0 (so the output 0 and no gradient), not the NaN of 0/0. The
-    weights returned are those after dropout, the ones that multiply V.
+    ``mask`` is None or (blocked, alive, added) from :func:`attention_mask`: ``blocked`` a
+    boolean array of the scores' shape (..., L, S), True where a query may not attend to a
+    key and never True over a whole row; ``alive`` (..., L, 1) False at the rows to zero (the
+    queries with no key to attend to, softmaxed unmasked: finite all the way, gradient 0),
+    or None; ``added`` a finite floating array, or None. The weights returned are those
+    after dropout, the ones that multiply V.
     """
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     scores = matmul(query, swap_last_axes(key)) * scale
-    if added is not None:
-        scores = scores + added
-    dead = None
-    if blocked is not None:
-        blocked = np.broadcast_to(blocked, np.broadcast_shapes(blocked.shape, scores.shape))
-        dead = blocked.all(axis=-1, keepdims=True)
-        # A dead row is softmaxed unmasked and then zeroed: finite all the way, gradient 0.
-        scores = where(blocked & ~dead, np.asarray(-np.inf, dtype=scores.dtype), scores)
+    alive = None
+    if mask is not None:
+        blocked, alive, added = mask
+        if added is not None:
+            scores = scores + added
+        scores = where(blocked, np.asarray(-np.inf, dtype=scores.dtype), scores)
     weights = softmax(scores, axis=-1)
-    if dead is not None and dead.any():
-        weights = where(~dead, weights, np.zeros((), dtype=weights.dtype))
+    if alive is not None:
+        weights = where(alive, weights, np.zeros((), dtype=weights.dtype))
     if dropout_p:
         weights = dropout(weights, dropout_p, training=True)
     return matmul(weights, value), weights
 
 
-def split_mask(op, mask, L, S, dtype, *, allowed_when_true, name="attn_mask"):
-    """A user's attention mask as (blocked, added) for :func:`attention`, checked.
+class AttentionMask(Function):
+    """The masks :func:`attention` applies, from a user's masks: a Function, so that a replayed
+    trace (``tg.jit``) computes them from each call's masks, and checks them, again.
 
-    A boolean mask means "allowed" where True if ``allowed_when_true`` (the functional
-    convention) else "blocked" where True (the modules' convention). A floating mask is
-    added to the scores: its -inf entries become ``blocked``, the rest ``added`` (cast to
-    ``dtype``, so that a float64 mask never promotes float32 scores). The mask's last two
-    axes must be (L, S) or broadcast to it; ``name`` names it in errors.
+    The inputs are one or more masks, each read as ``conventions`` says, a pair (the shape
+    to reshape it to or None, ``allowed_when_true``). A boolean mask m blocks the pairs where
+    it is False if ``allowed_when_true`` (the functional convention), else where it is True
+    (the modules'). A floating mask is added to the scores; its -inf entries block. With B
+    the union of the blocked pairs broadcast to ``shape`` (the scores' shape), the outputs are
+
+        blocked = B ∧ ¬dead     where dead = ⋀ₛ B[..., s]: the rows B blocks entirely
+        alive = ¬dead           (..., L, 1)
+        added = Σ the floating masks, 0 at their -inf, in ``dtype`` (an output only if there is one)
+
+    A dead row is an error if ``dead_row_error`` is a message (``str.format``-ted with
+    ``sequence`` and ``query``, the first and the next-to-last index of the first dead row),
+    else its queries get the output 0. The outputs need no gradient: inputs never require one.
     """
-    if mask is None:
-        return None, None
-    mask = mask.data if isinstance(mask, Variable) else np.asarray(mask)
-    if mask.ndim < 2 or not all(m in (1, n) for m, n in zip(mask.shape[-2:], (L, S))):
-        raise ShapeError(f"{op}: {name} of shape {mask.shape} does not broadcast to "
-                         f"(..., L={L}, S={S})")
-    if mask.dtype == bool:
-        return (~mask if allowed_when_true else mask), None
-    if mask.dtype.kind != "f":
+
+    op = "attention_mask"
+
+    def __init__(self, conventions, shape, dtype, dead_row_error=None):
+        self.conventions, self.shape, self.dtype = conventions, shape, dtype
+        self.dead_row_error = dead_row_error
+
+    def forward(self, *masks):
+        blocked = added = None
+        for m, (shape, allowed_when_true) in zip(masks, self.conventions, strict=True):
+            if shape is not None:
+                m = m.reshape(shape)
+            if m.dtype == bool:
+                m_blocked = ~m if allowed_when_true else m
+            else:
+                m_blocked = np.isneginf(m)
+                m_added = np.where(m_blocked, 0, m).astype(self.dtype)  # float32 scores stay float32
+                added = m_added if added is None else added + m_added
+            blocked = m_blocked if blocked is None else blocked | m_blocked
+        blocked = np.broadcast_to(blocked, self.shape)
+        dead = blocked.all(axis=-1, keepdims=True)
+        if self.dead_row_error is not None and dead.any():
+            first = np.argwhere(dead)[0]
+            raise InputError(self.dead_row_error.format(sequence=first[0], query=first[-2]))
+        outputs = (blocked & ~dead, ~dead)
+        return outputs if added is None else outputs + (added,)
+
+
+def attention_mask(masks, shape, dtype, dead_row_error=None):
+    """:func:`attention`'s mask (blocked, alive, added) from a user's masks, by :class:`AttentionMask`.
+
+    ``masks``: (mask, shape to reshape it to or None, allowed_when_true) for each, the mask
+    from :func:`mask_input`. ``alive`` is None where dead rows are an error (there are none),
+    and ``added`` where no mask is floating.
+    """
+    conventions = tuple((reshape, allowed_when_true) for _, reshape, allowed_when_true in masks)
+    function = AttentionMask(conventions, shape, dtype, dead_row_error)
+    blocked, alive, *added = function(*(m for m, _, _ in masks))
+    return blocked, (alive if dead_row_error is None else None), (added[0] if added else None)
+
+
+def mask_input(op, mask, name="attn_mask"):
+    """A user's mask (an ndarray, or a Variable's data) as an input of :class:`AttentionMask`, checked:
+    a Variable without gradient sharing its data, so that a replayed trace reads each call's mask
+    (a floating mask gets no gradient)."""
+    if mask.dtype != bool and mask.dtype.kind != "f":
         raise TypeError(f"{op}: {name} must be boolean or floating-point, got dtype {mask.dtype}")
-    blocked = np.isneginf(mask)
-    return blocked, np.where(blocked, 0, mask).astype(dtype)
+    return Variable._result(mask, False)
 
 
 def _check_operands(op, query, key, value):

@@ -3,6 +3,7 @@ derivatives, masks included), PyTorch's values and gradients, and bad input."""
 
 import numpy as np
 import pytest
+from replays import assert_replays_as_eager
 
 import tensorgrad as tg
 import tensorgrad.functions as F
@@ -99,6 +100,35 @@ def test_sdpa_bad_input(rng):
 def test_sdpa_float32_stays_float32_with_a_float64_mask(rng):
     q, k, v = (a.astype(np.float32) for a in qkv(rng))
     assert F.scaled_dot_product_attention(q, k, v, attn_mask=rng.standard_normal((3, 4))).dtype == np.float32
+
+
+def changing_masks(rng, kind, calls=4):
+    """``calls`` masks (3, 4) of ``kind``, new values at each call. A boolean mask lets every query
+    see key 0, except that with "dead_rows" the queries with no key change from call to call."""
+    if kind.startswith("float"):
+        return [MASKS[kind](rng) for _ in range(calls)]
+    masks = [rng.random((3, 4)) < 0.6 for _ in range(calls)]
+    dead = [(), (1,), (0, 2), ()] if kind == "dead_rows" else [()] * calls
+    for m, rows in zip(masks, dead, strict=True):
+        m[:, 0] = True
+        m[list(rows)] = False
+    return masks
+
+
+@pytest.mark.parametrize("mask", ["bool", "float", "float_with_inf", "dead_rows"])
+def test_sdpa_under_jit_reads_each_calls_mask(rng, mask):
+    """The mask is an input of the plan: each replay masks with its own, a query with no key
+    to attend to gets the output 0 as in eager mode, and every gradient is the eager one."""
+    def qkv_variables():
+        return tuple(tg.Variable(a.astype(np.float32), requires_grad=True) for a in qkv(rng))
+
+    jitted = assert_replays_as_eager(lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+                                     [qkv_variables() + (m,) for m in changing_masks(rng, mask)])
+    if mask == "dead_rows":
+        m = np.ones((3, 4), dtype=bool)
+        m[1] = False
+        assert not jitted(*qkv_variables(), m).data[:, 1].any()
+        assert jitted.traces == 1
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
