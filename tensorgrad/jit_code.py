@@ -19,7 +19,7 @@ a replay's values (an index out of range) names the step's operation, as in eage
 
 import numpy as np
 
-from tensorgrad.function import ShapeError
+from tensorgrad.function import InputError, ShapeError
 
 ARRAY, TUPLE, SCALAR, NOTHING = "array", "tuple", "scalar", "nothing"  # what a step's call returns
 
@@ -62,8 +62,9 @@ class Line:
 def step_error(error, op):
     """``error`` (raised by a step of a replay) naming the step's operation ``op``, as a
     Function's call names it in eager mode; None for errors that need no name."""
-    if op is None or isinstance(error, ShapeError) or not isinstance(error, ValueError | IndexError):
-        return None  # a ShapeError names its operation itself
+    named_already = isinstance(error, ShapeError | InputError)  # their messages name the operation
+    if op is None or named_already or not isinstance(error, ValueError | IndexError):
+        return None
     return type(error)(f"{op}: {error}")
 
 

@@ -238,7 +238,6 @@ def test_multihead_attention_under_jit_checks_each_calls_masks(rng):
     assert jitted.traces == 1
 
 
-@pytest.mark.xfail(strict=True, reason="comparisons recorded: lead's change")
 def test_a_padding_mask_computed_in_the_function_from_its_ids_replays_as_eager(rng):
     """The usual pattern, key_padding_mask = ids == PAD, computed inside the jitted function."""
     tg.manual_seed(0)
