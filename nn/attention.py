@@ -10,6 +10,7 @@ from nn.layers import Linear
 from nn.module import Module, Parameter
 from tensorgrad import ShapeError, as_variable
 from tensorgrad.functions.attention import attention, attention_mask, mask_input
+from tensorgrad.variable import data_of
 
 
 class MultiheadAttention(Module):
@@ -112,13 +113,13 @@ class MultiheadAttention(Module):
         op, H = "MultiheadAttention", self.num_heads
         masks = []
         if attn_mask is not None:
-            attn_mask = np.asarray(getattr(attn_mask, "data", attn_mask))
+            attn_mask = data_of(attn_mask)
             if attn_mask.shape not in ((L, S), (B * H, L, S)):
                 raise ShapeError(f"{op}: attn_mask must have shape (L, S) = {(L, S)} or "
                                  f"(B·num_heads, L, S) = {(B * H, L, S)}, got {attn_mask.shape}")
             masks.append((mask_input(op, attn_mask), (B, H, L, S) if attn_mask.ndim == 3 else None, False))
         if key_padding_mask is not None:
-            kpm = np.asarray(getattr(key_padding_mask, "data", key_padding_mask))
+            kpm = data_of(key_padding_mask)
             expected = (S,) if unbatched else (B, S)
             if kpm.shape != expected:
                 raise ShapeError(f"{op}: key_padding_mask must have shape {expected} (batch, key length), "
@@ -169,14 +170,15 @@ class BahdanauAttention(Module):
         energies = self.score(F.tanh(projected + self.query_proj(query))).reshape(keys.shape[:2])  # (S, B)
         energies = energies.T  # (B, S)
         if key_padding_mask is not None:
-            mask = np.asarray(getattr(key_padding_mask, "data", key_padding_mask))
+            mask = data_of(key_padding_mask)
             if mask.shape != energies.shape or mask.dtype != bool:
                 raise ShapeError(f"BahdanauAttention: key_padding_mask must be boolean of shape (B, S) = "
                                  f"{energies.shape}, got {mask.dtype} {mask.shape}")
-            if mask.all(axis=1).any():
-                raise ValueError("BahdanauAttention: key_padding_mask hides every position of sequence "
-                                 f"{int(np.flatnonzero(mask.all(axis=1))[0])}")
-            energies = F.where(mask, np.asarray(-np.inf, dtype=energies.dtype), energies)
+            hidden_all = "BahdanauAttention: key_padding_mask hides every position of sequence {sequence}"
+            blocked, _, _ = attention_mask(  # checked by a Function: at every call of a tg.jit replay too
+                [(mask_input("BahdanauAttention", mask, "key_padding_mask"), None, False)], energies.shape,
+                energies.dtype, hidden_all)
+            energies = F.where(blocked, np.asarray(-np.inf, dtype=energies.dtype), energies)
         weights = F.softmax(energies, axis=-1)
         context = (weights.T.reshape(keys.shape[0], keys.shape[1], 1) * keys).sum(axis=0)
         return context, weights

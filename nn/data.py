@@ -5,6 +5,7 @@ import math
 import numpy as np
 
 from tensorgrad import Variable
+from tensorgrad.variable import data_of
 
 
 class CharVocab:
@@ -47,7 +48,7 @@ class CharVocab:
 
     def decode(self, ids):
         """The string of the characters with these ids (any integer array or sequence)."""
-        ids = np.asarray(getattr(ids, "data", ids)).reshape(-1)
+        ids = data_of(ids).reshape(-1)
         if ids.size and ids.dtype.kind not in "iu":
             raise TypeError(f"CharVocab.decode: ids must be integers, got dtype {ids.dtype}")
         bad = (ids < 0) | (ids >= len(self))

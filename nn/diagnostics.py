@@ -24,6 +24,7 @@ import numpy as np
 
 import tensorgrad as tg
 from tensorgrad.functions.cells import GATE_NONLINEARITIES
+from tensorgrad.variable import data_of
 
 
 class GradientProbe:
@@ -159,14 +160,14 @@ def _leaf_state(layer, x, hx):
     """``hx`` (zeros if None) as leaves that require a gradient, in the layer's dtype."""
     dtype = layer.weight_ih_l0.dtype
     if hx is None:
-        x = np.asarray(getattr(x, "data", x))
+        x = data_of(x)
         stacked = layer.num_layers * (2 if layer.bidirectional else 1)
         batch = () if x.ndim == 2 else (x.shape[0 if layer.batch_first else 1],)
         zeros = np.zeros((stacked,) + batch + (layer.hidden_size,), dtype)
         hx = (zeros, zeros) if layer.mode == "LSTM" else zeros
     if isinstance(hx, (tuple, list)):
-        return tuple(tg.Variable(np.asarray(getattr(h, "data", h))) for h in hx)
-    return tg.Variable(np.asarray(getattr(hx, "data", hx)))
+        return tuple(tg.Variable(data_of(h)) for h in hx)
+    return tg.Variable(data_of(hx))
 
 
 def plot(flow, title=None):

@@ -5,6 +5,7 @@ import numpy as np
 
 import tensorgrad as tg
 from tensorgrad import random
+from tensorgrad.variable import data_of
 
 
 def next_token_probabilities(logits, temperature=1.0, top_k=None):
@@ -17,7 +18,7 @@ def next_token_probabilities(logits, temperature=1.0, top_k=None):
     """
     if not temperature > 0:
         raise ValueError(f"sample_next: temperature must be > 0, got {temperature}")
-    z = np.array(getattr(logits, "data", logits), dtype=np.float64)
+    z = np.array(data_of(logits), dtype=np.float64)
     if z.ndim == 0 or z.shape[-1] == 0:
         raise ValueError(f"sample_next: logits must have a non-empty last axis, got shape {z.shape}")
     if np.isnan(z).any():

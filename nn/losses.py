@@ -7,6 +7,7 @@ import numpy as np
 import tensorgrad.functions as F
 from nn.module import Module
 from tensorgrad import Function, ShapeError, as_variable
+from tensorgrad.variable import data_of
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -30,7 +31,7 @@ def softmax_cross_entropy(logits, targets, *, ignore_index=-100, reduction="mean
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}")
     logits = as_variable(logits)
-    targets = np.asarray(getattr(targets, "data", targets))
+    targets = data_of(targets)
     if targets.dtype.kind not in "iu":
         raise TypeError(f"{op}: targets must be integer class indices, got dtype {targets.dtype} "
                         "(probability targets are not supported)")

@@ -14,6 +14,7 @@ import numpy as np
 import tensorgrad as tg
 import tensorgrad.functions as F
 from nn.data import detach_state
+from tensorgrad.variable import data_of
 
 
 class TBPTT:
@@ -103,4 +104,4 @@ class TBPTT:
 
 
 def _as_array(inputs):
-    return np.asarray(getattr(inputs, "data", inputs))
+    return data_of(inputs)

@@ -10,6 +10,12 @@ _NUMERIC_KINDS = "biuf"
 _new_object = object.__new__
 
 
+def data_of(value):
+    """The ndarray of a Variable, or ``value`` as an ndarray: an ndarray is itself (not its
+    ``.data``, a buffer; ``tg.jit`` knows a traced array by its identity)."""
+    return value.data if isinstance(value, Variable) else np.asarray(value)
+
+
 def as_array(value, like=None):
     """Turn a non-Variable operand into an ndarray.
 

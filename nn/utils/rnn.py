@@ -19,6 +19,7 @@ import numpy as np
 
 import tensorgrad as tg
 import tensorgrad.functions as F
+from tensorgrad.variable import data_of
 
 
 class PackedSequence(NamedTuple):
@@ -172,7 +173,7 @@ def valid_steps(owner, lengths, steps, batch):
 
 def check_lengths(owner, lengths, steps, batch):
     """``lengths`` as an int64 array, checked: one int in 1..steps per sequence of the batch."""
-    lengths = np.asarray(getattr(lengths, "data", lengths))
+    lengths = data_of(lengths)
     if lengths.ndim != 1 or (lengths.size and lengths.dtype.kind not in "iu"):
         raise TypeError(f"{owner}: lengths must be a 1-d sequence of integers, got shape {lengths.shape} "
                         f"and dtype {lengths.dtype}")

@@ -21,7 +21,7 @@ from tensorgrad.functions.elementwise import exp, tanh, where
 from tensorgrad.functions.neural import dropout
 from tensorgrad.functions.reductions import softmax
 from tensorgrad.functions.shape import swap_last_axes
-from tensorgrad.variable import Variable, as_variable
+from tensorgrad.variable import Variable, as_variable, data_of
 
 _ERF_COEFFICIENT = 2 / math.sqrt(math.pi)
 _erf_scalar = np.frompyfunc(math.erf, 1, 1)
@@ -83,7 +83,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         attn_mask = np.tril(np.ones((L, S), dtype=bool))
     mask = None
     if attn_mask is not None:
-        attn_mask = np.asarray(getattr(attn_mask, "data", attn_mask))
+        attn_mask = data_of(attn_mask)
         if attn_mask.ndim < 2 or not all(m in (1, n) for m, n in zip(attn_mask.shape[-2:], (L, S))):
             raise ShapeError(f"{op}: attn_mask of shape {attn_mask.shape} does not broadcast to "
                              f"(..., L={L}, S={S})")

@@ -10,6 +10,7 @@ import numpy as np
 from tensorgrad.function import Function, ShapeError
 from tensorgrad.functions._util import operands
 from tensorgrad.functions.shape import sum_to
+from tensorgrad.variable import data_of
 
 
 class Exp(Function):
@@ -319,7 +320,7 @@ def maximum(a, b):
 
 def where(condition, a, b):
     """Elementwise ``a`` where ``condition`` holds, else ``b`` (broadcasting)."""
-    condition = np.asarray(getattr(condition, "data", condition))
+    condition = data_of(condition)
     if condition.dtype != bool:
         raise TypeError(f"where: condition must be boolean, got dtype {condition.dtype}")
     a, b = operands(a, b)

@@ -6,6 +6,7 @@ from tensorgrad import random
 from tensorgrad.function import Function, ShapeError
 from tensorgrad.functions.arithmetic import mul
 from tensorgrad.functions.elementwise import where
+from tensorgrad.variable import data_of
 
 
 class Embedding(Function):
@@ -73,7 +74,7 @@ def add_rows(ids, rows, n):
 def embedding(indices, weight, padding_idx=None):
     """The rows of ``weight`` (num_embeddings, dim) picked by integer ``indices`` of any shape,
     in PyTorch's order; the row ``padding_idx`` gets no gradient."""
-    ids = np.asarray(getattr(indices, "data", indices))
+    ids = data_of(indices)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: indices must be integers, got dtype {ids.dtype}")
     if weight.ndim != 2:

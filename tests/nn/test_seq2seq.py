@@ -5,6 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
+from replays import assert_replays_as_eager
 
 import nn
 import tensorgrad as tg
@@ -45,6 +46,20 @@ def test_bahdanau_attention_bad_input(rng):
     with pytest.raises(ValueError, match="hides every position of sequence 1"):
         attention(np.zeros((2, 3), np.float32), np.zeros((6, 2, 4), np.float32),
                   key_padding_mask=np.array([[False] * 6, [True] * 6]))
+
+
+def test_bahdanau_attention_under_jit_reads_each_calls_padding_mask():
+    attention = BahdanauAttention(3, 4, 5).double()
+    rng = np.random.default_rng(0)
+    query, keys = rng.standard_normal((2, 3)), tg.Variable(rng.standard_normal((6, 2, 4)))
+    lengths = ([6, 6], [4, 2], [1, 6])
+    masks = [np.arange(6) >= np.array(length)[:, None] for length in lengths]
+    jitted = assert_replays_as_eager(lambda q, k, m: attention(q, k, key_padding_mask=m),
+                                     [(query, keys, m) for m in masks + masks], list(attention.parameters()))
+    hidden = np.array([[False] * 6, [True] * 6])
+    for _ in range(2):  # checked at every replay, as in eager mode
+        with pytest.raises(ValueError, match="hides every position of sequence 1"):
+            jitted(query, keys, hidden)
 
 
 def test_reverse_strings():

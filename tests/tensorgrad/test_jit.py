@@ -604,6 +604,22 @@ def test_an_unrecorded_replay_runs_the_recurrence_and_keeps_nothing_per_step():
     assert peaks[0] < peaks[1]
 
 
+def test_an_arguments_ndarray_handed_to_a_function_is_read_from_its_slot():
+    """F.where(m.data, ...) and F.embedding(ids.data, ...) hold the argument's very array (not
+    a new array on its buffer), which the plan then reads at every call."""
+    table = tg.Variable(np.arange(12.0).reshape(6, 2))
+
+    def fn(x, m, ids):
+        return F.where(m.data, x, 0.0).sum() + F.embedding(ids.data, table).sum()
+
+    jf = tg.jit(fn)
+    x = np.arange(4.0)
+    for m, ids in [([True, False, True, True], [0, 1]), ([False, True, False, False], [5, 2])]:
+        m, ids = np.array(m), np.array(ids)
+        assert jf(x, m, ids).item() == fn(tg.Variable(x), tg.Variable(m), tg.Variable(ids)).item()
+    assert jf.traces == 1
+
+
 def test_a_second_backward_through_one_replay_is_an_error_and_a_new_replay_works():
     model = nn.LSTM(3, 4).double()
     x = tg.Variable(np.random.default_rng(0).standard_normal((5, 2, 3)), requires_grad=True)
