@@ -3,11 +3,14 @@ and what ``tg.jit``'s tracer tells the user (:class:`TraceError`, :class:`TraceW
 
 All of them are switches of the calling thread, read by :class:`tensorgrad.Function` each
 time it is called: as in PyTorch, ``no_grad()`` in one thread leaves recording on in the
-others, and every new thread starts with recording on. They are context managers;
-``no_grad`` and ``enable_grad`` are also decorators.
+others, and every new thread starts with recording on. They are context managers and
+decorators (``@tg.no_grad()`` or ``@tg.no_grad``); a decorated generator runs each of its
+steps inside the switch, as in PyTorch.
 """
 
-import contextlib
+import copy
+import functools
+import inspect
 import sys
 import threading
 import warnings
@@ -33,10 +36,12 @@ def is_grad_enabled():
     return state.grad_enabled
 
 
-class _Switch(contextlib.ContextDecorator):
+class _Switch:
     """Set one attribute of ``state`` inside, and restore what it was on the way out.
 
-    Subclasses name the attribute; ``value`` computes the new setting from the old one.
+    Subclasses name the attribute; ``value`` computes the new setting from the old one. As a
+    decorator, every call (every step of a generator) enters a copy of its own, so that calls
+    in several threads do not restore each other's settings.
     """
 
     attribute = None
@@ -57,6 +62,38 @@ class _Switch(contextlib.ContextDecorator):
         setattr(state, self.attribute, self._saved.pop())
         return False
 
+    def _fresh(self):
+        switch = copy.copy(self)
+        switch._saved = []
+        return switch
+
+    def __call__(self, fn):
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def steps(*args, **kwargs):
+                generator = fn(*args, **kwargs)
+                with self._fresh():
+                    response = generator.send(None)
+                while True:  # each step inside the switch; a value sent or an exception thrown passed on
+                    try:
+                        request = yield response
+                    except GeneratorExit:
+                        generator.close()
+                        raise
+                    except BaseException as error:
+                        with self._fresh():
+                            response = generator.throw(error)
+                    else:
+                        with self._fresh():
+                            response = generator.send(request)
+            return steps
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            with self._fresh():
+                return fn(*args, **kwargs)
+        return call
+
 
 class set_grad_enabled(_Switch):
     """Turn recording on or off inside (context manager or decorator)."""
@@ -71,17 +108,19 @@ class set_grad_enabled(_Switch):
         return self.enabled
 
 
-def no_grad():
+def no_grad(fn=None):
     """Record nothing inside: outputs need no gradient and keep no input alive.
 
-    Use as ``with tg.no_grad():`` or as the decorator ``@tg.no_grad()``.
+    Use as ``with tg.no_grad():`` or as the decorator ``@tg.no_grad()`` (or ``@tg.no_grad``).
     """
-    return set_grad_enabled(False)
+    switch = set_grad_enabled(False)
+    return switch if fn is None else switch(fn)
 
 
-def enable_grad():
-    """Record again inside a ``no_grad`` block (context manager or decorator)."""
-    return set_grad_enabled(True)
+def enable_grad(fn=None):
+    """Record again inside a ``no_grad`` block (context manager or decorator, as :func:`no_grad`)."""
+    switch = set_grad_enabled(True)
+    return switch if fn is None else switch(fn)
 
 
 class scope(_Switch):

@@ -46,9 +46,23 @@ def keepdims_shape(shape, axes):
 
 
 def operands(x0, x1):
-    """Both operands of a binary op as Variables; a scalar takes the other one's dtype."""
+    """Both operands of a binary op as Variables; a scalar takes the other one's dtype, and so
+    does an integer or boolean operand next to a floating one (as in PyTorch: int64 and
+    float32 give float32, where NumPy would promote to float64)."""
     if not isinstance(x0, Variable):
         x0 = as_variable(x0, like=x1 if isinstance(x1, Variable) else None)
     if not isinstance(x1, Variable):
         x1 = as_variable(x1, like=x0)
+    dtype0, dtype1 = x0.data.dtype, x1.data.dtype
+    if dtype0 != dtype1:
+        if dtype0.kind == "f" and dtype1.kind in "biu":
+            x1 = _cast(x1, dtype0)
+        elif dtype1.kind == "f" and dtype0.kind in "biu":
+            x0 = _cast(x0, dtype1)
     return x0, x1
+
+
+def _cast(x, dtype):
+    """``x`` cast by the recorded AsType (so that ``tg.jit`` replays the cast of each call's array)."""
+    from tensorgrad.functions.arithmetic import astype  # here: arithmetic imports this module
+    return astype(x, dtype)

@@ -122,6 +122,21 @@ def test_float64_next_to_a_float32_array_promotes_as_numpy_does():
     assert x.grad.dtype == f32
 
 
+@pytest.mark.parametrize("int_dtype", [np.int64, np.int32, np.int16, np.bool_])
+def test_integer_operands_take_the_floating_operands_dtype_as_in_pytorch(int_dtype, torch):
+    x = tg.Variable(np.ones((2, 3), f32))
+    n = np.arange(3).astype(int_dtype)
+    results = [x + n, n * x, x - tg.Variable(n), tg.Variable(n) / x, x ** n, F.where(n > 0, x, n)]
+    expected = torch.ones(2, 3) + torch.tensor(n)
+    assert expected.dtype == torch.float32
+    assert [y.dtype for y in results] == [f32] * len(results)
+    sum(y.sum() for y in results).backward()
+    assert x.grad.dtype == f32
+    jf = tg.jit(lambda x, n: (x * n).sum())  # the cast is recorded: a replay casts each call's integers
+    for k in (1, 2, 3):
+        assert jf(np.ones(3, f32), np.arange(3) * k).item() == 3.0 * k
+
+
 def test_astype_casts_the_gradient_back():
     x = tg.Variable(np.ones(3, f32))
     y = x.astype(np.float64)

@@ -76,6 +76,57 @@ def test_no_grad_and_enable_grad_as_decorators():
     assert evaluate(x).creator is None and tg.is_grad_enabled()
 
 
+def test_no_grad_without_parentheses_and_on_a_generator():
+    @tg.no_grad
+    def evaluate(x):
+        return x * 2.0
+
+    @tg.no_grad()
+    def doubles(x):
+        received = yield x * 2.0
+        yield x * received
+
+    x = leaf([1.0])
+    assert evaluate(x).creator is None
+    steps = doubles(x)
+    first = next(steps)
+    assert tg.is_grad_enabled()  # between the steps, the caller's mode
+    second = steps.send(3.0)
+    assert first.creator is None and second.creator is None and second.data.tolist() == [3.0]
+    assert (x * 2.0).creator is not None
+
+
+def test_a_decorated_function_called_from_two_threads_restores_each_threads_mode():
+    """Each call enters a switch of its own: overlapping calls in two threads do not restore
+    the other thread's mode on the way out (one shared switch once did)."""
+    a_inside, b_inside, a_left = threading.Event(), threading.Event(), threading.Event()
+
+    @tg.no_grad()
+    def overlap(first):
+        (a_inside if first else b_inside).set()
+        (b_inside if first else a_left).wait()
+
+    after = {}
+
+    def thread_a():
+        with tg.no_grad():
+            overlap(True)
+            after["a"] = tg.is_grad_enabled()
+        a_left.set()
+
+    def thread_b():
+        a_inside.wait()
+        overlap(False)
+        after["b"] = tg.is_grad_enabled()
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert after == {"a": False, "b": True}
+
+
 def test_grad_mode_is_restored_after_an_error():
     with pytest.raises(ZeroDivisionError):
         with tg.no_grad():
