@@ -251,5 +251,11 @@ def _run_hooks(x, g):
         for hook in list(x._hooks.values()):
             result = hook(g)
             if result is not None:
+                result = as_variable(result, g)
+                if result.shape != g.shape:
+                    raise RuntimeError(f"register_hook: the hook {getattr(hook, '__qualname__', hook)!r} "
+                                       f"returned a gradient of shape {result.shape} for a Variable of "
+                                       f"shape {g.shape}; a hook may change a gradient's values, not its "
+                                       "shape")
                 g = result
     return g

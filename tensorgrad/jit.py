@@ -24,7 +24,7 @@ What the trace freezes (it sees operations, not Python): every decision the func
 makes from values (``if loss.item() > 1``), from Python state (a module's ``training``
 flag, a config) or from NumPy computations outside the tape is taken once, at trace time,
 and replayed as it was taken. A Variable's value turned into Python while tracing
-(``item()``, ``float(v)``, ``bool(v)``, ``numpy()``) gives a :class:`TraceWarning` at the
+(``item()``, ``float(v)``, ``int(v)``, ``bool(v)``) gives a :class:`TraceWarning` at the
 user's line; comparisons (``x > 0``) are Functions, replayed on each call's values. Arrays
 the plan reads are its inputs: the array arguments, every call's own values, and the leaf
 Variables the function read (read again at every replay, so an optimizer's in-place or

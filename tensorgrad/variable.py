@@ -133,7 +133,6 @@ class Variable:
 
     def numpy(self):
         """The data as an ndarray (shared, not copied)."""
-        warn_if_traced("numpy()")
         return self.data
 
     def __array__(self, dtype=None, copy=None):
@@ -141,7 +140,6 @@ class Variable:
         if copy is False and dtype is not None and np.dtype(dtype) != self.dtype:
             raise ValueError(f"__array__: cannot give dtype {np.dtype(dtype)} without a copy of "
                              f"the {self.dtype} data")
-        warn_if_traced("np.asarray(Variable)")
         array = self.data if dtype is None else self.data.astype(dtype, copy=False)
         return array.copy() if copy else array
 

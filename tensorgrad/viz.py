@@ -66,7 +66,7 @@ _SOURCE_SUFFIXES = (".dot", ".gv")
 
 
 def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, time="right",
-             shared="fold"):
+             shared="fold", backward=False):
     """The recorded graph behind ``outputs`` as a ``graphviz.Digraph``.
 
     Every Function that the outputs depend on and every Variable that those Functions
@@ -108,11 +108,21 @@ def make_dot(*outputs, params=None, show_grad=None, collapse=False, steps=None, 
     outputs) as a small marker inside each step, and one dashed edge, labelled with the
     number of steps, between it and the row; ``shared="edges"`` draws every use as an edge.
 
-    ``make_dot(plan)`` draws the plan of a ``tg.jit`` function instead (``fn.plan``): see
-    :func:`make_plan_dot`.
+    ``make_dot(plan)`` draws the plan of a ``tg.jit`` function instead (``fn.plan``), with its
+    backward steps if ``backward``: see :func:`make_plan_dot`; the options of the tape's
+    drawing do not apply to a plan.
     """
     if len(outputs) == 1 and isinstance(outputs[0], Plan):
-        return make_plan_dot(outputs[0], params=params)
+        tape_options = {"show_grad": show_grad is not None, "collapse": collapse, "steps": steps is not None,
+                        "time": time != "right", "shared": shared != "fold"}
+        given = [name for name, set_ in tape_options.items() if set_]
+        if given:
+            raise TypeError(f"make_dot: {', '.join(given)} apply to the tape's drawing, not to a plan's "
+                            "(make_dot(plan, backward=..., params=...))")
+        return make_plan_dot(outputs[0], backward=backward, params=params)
+    if backward:
+        raise TypeError("make_dot: backward=True draws a plan's backward steps; the tape's drawing of "
+                        "outputs shows the recorded graph the backward pass walks")
     if not outputs:
         raise TypeError("make_dot: pass at least one output Variable")
     for y in outputs:

@@ -54,8 +54,9 @@ class Max(Function):
         self.axes, self.keepdims = axes, keepdims
 
     def forward(self, x):
-        if x.size == 0:
-            raise ValueError("the array is empty")  # the Function adds its name
+        empty = [a for a in self.axes if x.shape[a] == 0]
+        if empty:  # the maximum of nothing (an empty array with other axes reduced has one: empty)
+            raise ValueError(f"axis {empty[0]} to reduce over is empty, in shape {x.shape}")
         return x.max(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):
@@ -94,7 +95,7 @@ class LogSumExp(Function):
         self.axes, self.keepdims = axes, keepdims
 
     def forward(self, x):
-        m = x.max(axis=self.axes, keepdims=True)
+        m = x.max(axis=self.axes, keepdims=True, initial=-np.inf)  # log Σ over no element: -inf
         m = np.where(np.isfinite(m), m, 0)  # an all -inf slice: shift by 0, not by -inf
         with np.errstate(divide="ignore"):  # log 0 = -inf is the right answer there
             y = np.log(np.exp(x - m).sum(axis=self.axes, keepdims=True)) + m
@@ -166,11 +167,18 @@ def logsumexp(x, axis=None, keepdims=False):
 
 def softmax(x, axis=-1):
     """The softmax of ``x`` along one ``axis``."""
-    (axis,) = normalize_axis(axis, x.ndim, "softmax")
+    (axis,) = normalize_axis(_one(axis, "softmax"), x.ndim, "softmax")
     return Softmax(axis)(x)
 
 
 def log_softmax(x, axis=-1):
     """The logarithm of the softmax of ``x`` along one ``axis``, computed stably."""
-    (axis,) = normalize_axis(axis, x.ndim, "log_softmax")
+    (axis,) = normalize_axis(_one(axis, "log_softmax"), x.ndim, "log_softmax")
     return LogSoftmax(axis)(x)
+
+
+def _one(axis, op):
+    """``axis``, which must be one int (a softmax normalises along one axis)."""
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"{op}: axis must be one int, got {axis!r}")
+    return axis

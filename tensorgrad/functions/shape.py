@@ -271,6 +271,8 @@ def unbind(x, axis=0):
 
 def split(x, indices_or_sections, axis=0):
     """``x`` cut along ``axis`` into equal sections, or at the given indices (``np.split``)."""
+    if not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"split: axis {axis} is out of range for shape {x.shape}")
     if not isinstance(indices_or_sections, (int, np.integer)):
         indices_or_sections = [int(i) for i in indices_or_sections]
     return Split(indices_or_sections, axis)(x)

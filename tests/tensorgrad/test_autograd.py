@@ -149,6 +149,17 @@ def test_hook_on_a_leaf_sees_the_gradient_and_can_replace_it():
     handle.remove()  # removing twice is harmless
 
 
+def test_a_hook_that_changes_the_gradients_shape_is_named_in_the_error():
+    def summed(g):
+        return g.sum()
+
+    x = leaf([1.0, 2.0, 3.0])
+    x.register_hook(summed)
+    with pytest.raises(RuntimeError, match=r"register_hook: the hook '.*summed' returned a gradient of "
+                                           r"shape \(\) for a Variable of shape \(3,\)"):
+        (x * x).sum().backward()
+
+
 def test_hook_on_an_intermediate_replaces_the_gradient_that_flows_back():
     x = leaf([1.0, -2.0])
     h = x * 3.0

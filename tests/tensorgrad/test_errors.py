@@ -170,8 +170,17 @@ def test_argument_errors():
     with pytest.raises(tg.ShapeError, match=re.escape("linear: bias of shape (3,) does not fit a weight of "
                                                       "shape (4, 3)")):
         F.linear(ones(2, 3), ones(4, 3), ones(3))
-    with pytest.raises(ValueError, match=re.escape("max: the array is empty (input shapes (0,))")):
+    with pytest.raises(ValueError, match=re.escape("max: axis 0 to reduce over is empty, in shape (0,) "
+                                                   "(input shapes (0,))")):
         F.max(ones(0))
+    assert F.max(ones(0, 3), axis=1).shape == (0,)  # other axes reduced: the maximum of each of no rows
+    np.testing.assert_array_equal(F.logsumexp(ones(2, 0), axis=1).data, [-np.inf, -np.inf])  # as PyTorch
+    with pytest.raises(TypeError, match=re.escape("softmax: axis must be one int, got (0, 1)")):
+        F.softmax(ones(2, 3), axis=(0, 1))
+    with pytest.raises(TypeError, match=re.escape("log_softmax: axis must be one int, got (0, 1)")):
+        F.log_softmax(ones(2, 3), axis=(0, 1))
+    with pytest.raises(tg.ShapeError, match=re.escape("split: axis 7 is out of range for shape (2, 3)")):
+        F.split(ones(2, 3), 2, axis=7)
     with pytest.raises(TypeError, match="register_hook: expected a callable, got int"):
         ones(2).register_hook(3)
 
