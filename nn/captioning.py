@@ -113,9 +113,14 @@ class Captioner(Module):
 
 def teacher_forcing(captions):
     """(inputs, targets) for training on captions (T, B): inputs START, w_1, ..., w_{T-1};
-    targets w_1, ..., w_T with the padding after END marked -100 (ignored by the loss)."""
-    inputs = np.concatenate([np.full((1, captions.shape[1]), START), captions[:-1]])
-    return inputs, np.where(captions == PAD, -100, captions)
+    targets w_1, ..., w_T with the padding after END marked -100 (ignored by the loss).
+
+    Both are Variables computed on the tape, so that a ``tg.jit`` replay of a loss builds
+    them from each call's captions."""
+    captions = tg.as_variable(captions)
+    start = np.full((1, captions.shape[1]), START, dtype=captions.dtype)
+    inputs = F.concat([start, captions[:-1]])
+    return inputs, F.where(captions == PAD, -100, captions)
 
 
 def caption_loss(model, images, captions):

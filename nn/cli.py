@@ -62,7 +62,8 @@ def build_parser():
         ("seq_len", int, "characters per window of truncated BPTT"), ("batch", int, "parallel rows"),
         ("steps", int, "optimizer steps in total"), ("lr", float, "Adam learning rate"),
         ("clip", float, "maximum global gradient norm"), ("seed", int, "random seed"),
-        ("sample_every", int, "steps between printed samples"),
+        ("sample_every", int, "steps between printed samples (each starts after a newline, or after the "
+                                "text's first character if it has none)"),
         ("checkpoint_every", int, "steps between checkpoints"),
     ]:
         train.add_argument(f"--{name.replace('_', '-')}", type=kind, metavar="N" if kind is int else "X",

@@ -5,6 +5,7 @@ import numpy as np
 
 import tensorgrad as tg
 from tensorgrad import random
+from tensorgrad.modes import warn_if_traced
 from tensorgrad.variable import data_of
 
 
@@ -64,7 +65,12 @@ def greedy_decode(model, source, lengths, *, bos, eos, max_length):
     ``decode_step(previous (N,), state) -> (logits (N, V), state, weights)`` (as
     :class:`nn.seq2seq.Seq2Seq`). Returns one list of token ids per source, each ending
     before its first ``eos`` (or after ``max_length`` tokens).
+
+    The tokens fed back and the ends are decided in Python from the logits' values, so the
+    decoding runs eagerly: traced by ``tg.jit`` it gives a :class:`tg.TraceWarning` (a plan
+    would keep the traced tokens).
     """
+    warn_if_traced("greedy_decode (the tokens it feeds back)")
     state = model.encode(source, lengths)
     batch = len(np.asarray(lengths))
     previous = np.full(batch, bos, dtype=np.int64)
@@ -94,11 +100,13 @@ def beam_search(model, source, lengths, *, bos, eos, max_length, beam_size=4, le
 
     since an unnormalised sum favours short outputs (α = 0: no normalisation). The search
     stops when k hypotheses are finished or after ``max_length`` steps. ``model`` is as for
-    :func:`greedy_decode`. Returns (one list of token ids per source, without eos; their scores).
+    :func:`greedy_decode`, and the search runs eagerly as it does. Returns (one list of token
+    ids per source, without eos; their scores).
     """
     if int(beam_size) != beam_size or beam_size < 1:
         raise ValueError(f"beam_search: beam_size must be an integer >= 1, got {beam_size}")
-    source, lengths = np.asarray(source), np.asarray(lengths)
+    warn_if_traced("beam_search (the tokens it feeds back)")
+    source, lengths = data_of(source), data_of(lengths)
     results, scores = [], []
     for b in range(len(lengths)):
         tokens, score = _beam_search_one(model, source[:, b:b + 1], lengths[b:b + 1], bos, eos, max_length,

@@ -25,6 +25,7 @@ from nn.layers import Embedding, Linear
 from nn.module import Module
 from nn.recurrent import LSTM
 from tensorgrad import ShapeError, Variable
+from tensorgrad.variable import data_of
 
 
 class DecoderState(NamedTuple):
@@ -48,6 +49,11 @@ class Seq2Seq(Module):
     ``forward(source, lengths, decoder_inputs)`` with source (S, B), lengths (B,) and
     decoder_inputs (T, B) (BOS then the target, teacher forcing) returns the logits (T, B, V)
     and the attention weights (T, B, S) (None without attention).
+
+    The token ids (arrays or Variables) reach the embeddings through the tape, so that a
+    ``tg.jit`` replay of a training step embeds each call's ids. The lengths decide the
+    steps the encoder runs and the padding: under ``tg.jit`` they are a tuple or a list
+    (part of the signature), not an array argument.
     """
 
     def __init__(self, vocab_size, embedding_dim=32, hidden_size=64, attention=False):
@@ -64,7 +70,7 @@ class Seq2Seq(Module):
 
     def encode(self, source, lengths):
         """Run the encoder; the decoder's starting state (its final (h, c) and its outputs)."""
-        source, lengths = np.asarray(source), np.asarray(lengths)
+        source, lengths = tg.as_variable(source), data_of(lengths)
         if source.ndim != 2 or lengths.shape != source.shape[1:]:
             raise ShapeError(f"Seq2Seq: source must be (S, B) with lengths (B,), got {source.shape} and "
                              f"{lengths.shape}")
@@ -76,7 +82,7 @@ class Seq2Seq(Module):
 
     def decode_step(self, previous, state):
         """One decoder step fed the ``previous`` tokens (N,): (logits (N, V), new state, weights (N, S))."""
-        x = self.target_embedding(np.asarray(previous))
+        x = self.target_embedding(previous)
         weights = None
         if self.uses_attention:
             context, weights = self.attention(state.h, state.memory, state.keys, state.padding)
@@ -88,7 +94,7 @@ class Seq2Seq(Module):
     def forward(self, source, lengths, decoder_inputs):
         state = self.encode(source, lengths)
         logits, weights = [], []
-        for t, previous in enumerate(np.asarray(decoder_inputs)):
+        for t, previous in enumerate(F.unbind(tg.as_variable(decoder_inputs))):
             with tg.scope("decoder"), tg.scope(f"t={t}"):
                 step_logits, state, step_weights = self.decode_step(previous, state)
             logits.append(step_logits)

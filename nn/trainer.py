@@ -137,6 +137,7 @@ class Trainer:
     def _build(self, text):
         config = self.config
         ids = self.vocab.encode(text)
+        self.prime = "\n" if "\n" in self.vocab.chars else text[0]
         split = len(ids) * 9 // 10
         self.train_batches = StreamBatcher(ids[:split], config.batch, config.seq_len)
         self.val_batches = StreamBatcher(ids[split:], min(config.batch, max(1, (len(ids) - split - 1)
@@ -207,8 +208,11 @@ class Trainer:
         return softmax_cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)), state
 
     def sample(self, length=200):
+        """``length`` characters sampled from the model (temperature 0.8) after ``self.prime``: a
+        newline, so that the sample starts as a line does, or the text's first character in a
+        text without one."""
         rng = np.random.default_rng([self.config.seed, self.step])
-        return sample_text(self.model, self.vocab, length, prime="\n", temperature=0.8, rng=rng)
+        return sample_text(self.model, self.vocab, length, prime=self.prime, temperature=0.8, rng=rng)
 
     def run(self):
         """Train up to ``config.steps``, with progress, samples and checkpoints."""

@@ -1,7 +1,9 @@
-"""A check shared by test modules: a function under ``tg.jit`` replays its eager run bit for bit."""
+"""Checks shared by test modules: a function under ``tg.jit`` replays its eager run bit for bit,
+and a model trained with its jitted loss follows the eager training bit for bit."""
 
 import numpy as np
 
+import nn
 import tensorgrad as tg
 
 
@@ -35,3 +37,28 @@ def assert_replays_as_eager(fn, calls, parameters=()):
             np.testing.assert_array_equal(a, b)
     assert jitted.traces == 1
     return jitted
+
+
+def assert_trains_as_eager(build, batches, lr=0.01):
+    """Train twice with Adam, one step per argument tuple of ``batches``: with ``tg.jit`` of
+    the loss (which traces once) and with the loss itself; check that the losses and the
+    parameters after the last step are equal bit for bit. ``build()`` makes the model anew,
+    from its seed, and returns (its loss function, its parameters)."""
+    runs = []
+    for jit in (True, False):
+        loss, parameters = build()
+        step = tg.jit(loss) if jit else loss
+        optimizer = nn.optim.Adam(parameters, lr=lr)
+        losses = []
+        for batch in batches:
+            value = step(*batch)
+            optimizer.zero_grad()
+            value.backward()
+            optimizer.step()
+            losses.append(value.item())
+        assert not jit or step.traces == 1
+        runs.append((losses, [p.data for p in parameters]))
+    (jit_losses, jit_parameters), (eager_losses, eager_parameters) = runs
+    assert jit_losses == eager_losses
+    for a, b in zip(jit_parameters, eager_parameters, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -79,6 +79,16 @@ def test_the_jitted_windows_give_exactly_the_eager_losses(tmp_path, corpus, mode
     assert bool(jitted["config"]["jit"]) and not bool(eager["config"]["jit"])
 
 
+@pytest.mark.parametrize("jit", [[], ["--no-jit"]], ids=["jit", "eager"])
+def test_a_text_without_newline_samples_after_its_first_character(tmp_path, capsys, jit):
+    path = tmp_path / "one_line.txt"
+    path.write_text("abc abd " * 200, encoding="utf-8")
+    code = main(["train", "--text", str(path), "--out", str(tmp_path / "run"), *TINY, "--steps", "2", *jit])
+    assert code == 0, capsys.readouterr().err
+    sample = capsys.readouterr().out.split("sample:\n", 1)[1].split("\n---", 1)[0]
+    assert sample.startswith("a") and len(sample) == 201 and set(sample) <= set("abcd ")
+
+
 @pytest.mark.parametrize("model", sorted(MODEL_OPTIONS))
 def test_sample_is_reproducible_with_a_seed(tmp_path, corpus, capsys, model):
     _, out = train(tmp_path, corpus, "--steps", "5", *MODEL_OPTIONS[model])

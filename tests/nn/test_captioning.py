@@ -3,6 +3,7 @@ and captions of held-out generated images; the generated images match their capt
 
 import numpy as np
 import pytest
+from replays import assert_replays_as_eager, assert_trains_as_eager
 
 import tensorgrad as tg
 from nn.captioning import (
@@ -16,6 +17,7 @@ from nn.captioning import (
     train_captioner,
 )
 from nn.tasks import CAPTION_VOCAB, caption_text, shape_captions
+from tensorgrad.variable import data_of
 
 COLOURS = {"red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "yellow": (1, 1, 0)}
 
@@ -55,7 +57,7 @@ def test_step_is_the_notes_equation():
     logits = model(images, inputs).data
     np.testing.assert_allclose(logits[0], h1 @ model.W_oh.weight.data.T + model.W_oh.bias.data, rtol=1e-12)
     np.testing.assert_allclose(logits[1], h2 @ model.W_oh.weight.data.T + model.W_oh.bias.data, rtol=1e-12)
-    assert (inputs[0] == START).all()
+    assert (data_of(inputs)[0] == START).all()
 
 
 @pytest.mark.parametrize("image_at, reaches_step_2", [("first", False), ("every", True), ("never", False)])
@@ -78,6 +80,23 @@ def test_gradients_by_central_differences():
     model = small_model()
     images, captions = shape_captions(3, 1)
     assert tg.gradcheck(lambda im: caption_loss(model, im, captions), images.astype(np.float64))
+
+
+@pytest.mark.parametrize("image_at", ["first", "every"])
+def test_a_jitted_loss_teacher_forces_each_calls_captions(image_at):
+    images, captions = shape_captions(5, 40)
+    rng = np.random.default_rng(0)
+    batches = [(images[rows].astype(np.float64), captions[:, rows])
+               for rows in (rng.choice(40, 8, replace=False) for _ in range(5))]
+    assert len({(c == PAD).sum() for _, c in batches}) > 1  # the padding moves from batch to batch
+
+    def build():
+        model = small_model(image_at)
+        return (lambda im, cap: caption_loss(model, im, cap)), list(model.parameters())
+
+    loss, parameters = build()
+    assert_replays_as_eager(loss, batches, parameters)
+    assert_trains_as_eager(build, batches)
 
 
 def test_captions_start_after_start_and_stop_at_end():

@@ -5,7 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
-from replays import assert_replays_as_eager
+from replays import assert_replays_as_eager, assert_trains_as_eager
 
 import nn
 import tensorgrad as tg
@@ -128,6 +128,44 @@ def test_seq2seq_learns_to_reverse(attention):
     beams, _ = beam_search(model, source, lengths, bos=BOS, eos=EOS, max_length=6, beam_size=3)
     assert np.mean([out == list(source[:n, b][::-1]) for b, (out, n) in enumerate(zip(beams, lengths))]) > 0.8
     assert beam_search(model, source, lengths, bos=BOS, eos=EOS, max_length=6, beam_size=1)[0] == decoded
+
+
+def batches_of_one_shape(count, rng):
+    """``count`` reverse_strings batches with the same lengths and shapes and other symbols."""
+    source, lengths, decoder_inputs, targets = reverse_strings(0, 3, 2, 4, num_symbols=5)
+    relabels = [np.r_[:3, 3 + rng.permutation(5)] for _ in range(count)]  # PAD, BOS, EOS kept
+    return tuple(lengths.tolist()), [(r[source], r[decoder_inputs], r[targets]) for r in relabels]
+
+
+@pytest.mark.parametrize("attention", [False, True])
+def test_a_jitted_training_step_embeds_each_batchs_ids(attention):
+    lengths, batches = batches_of_one_shape(5, np.random.default_rng(1))
+    assert lengths != (lengths[0],) * 3  # padding in the source and the targets
+
+    def build():
+        tg.manual_seed(0)
+        model = Seq2Seq(8, embedding_dim=3, hidden_size=4, attention=attention)
+
+        def loss(source, decoder_inputs, targets):
+            logits, _ = model(source, lengths, decoder_inputs)
+            return nn.softmax_cross_entropy(logits.reshape(-1, 8), targets.reshape(-1), ignore_index=PAD)
+
+        return loss, list(model.parameters())
+
+    loss, parameters = build()
+    assert_replays_as_eager(loss, batches, parameters)
+    assert_trains_as_eager(build, batches, lr=0.02)
+
+
+@pytest.mark.parametrize("decode", [greedy_decode, beam_search])
+def test_decoding_under_jit_warns_that_it_feeds_back_the_traced_tokens(decode):
+    tg.manual_seed(0)
+    model = Seq2Seq(8, embedding_dim=3, hidden_size=4)
+    lengths, [(source, _, _)] = batches_of_one_shape(1, np.random.default_rng(0))
+    decoded = tg.jit(lambda source: decode(model, source, lengths, bos=BOS, eos=EOS, max_length=4))
+    with pytest.warns(tg.TraceWarning, match=f"{decode.__name__} \\(the tokens it feeds back\\)"), \
+            pytest.raises(tg.TraceError, match="returned a"):  # a list of token ids: no Variable to replay
+        decoded(source)
 
 
 class MarkovDecoder:
