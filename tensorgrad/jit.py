@@ -273,7 +273,11 @@ def _flatten_outputs(result):
         raise TraceError(f"jit: the function returned a {type(v).__name__}; a traced function returns "
                          "Variables (in tuples or lists), since any other value would be frozen")
 
-    return outputs, walk(result)
+    rebuild = walk(result)
+    if not outputs and isinstance(result, (tuple, list)):
+        raise TraceError(f"jit: the function returned {result!r}, no Variable in it; a replay would return "
+                         "that structure as traced (its length may depend on values), so return Variables")
+    return outputs, rebuild
 
 
 def _kept(item):

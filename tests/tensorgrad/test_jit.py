@@ -653,6 +653,8 @@ def test_what_the_trace_cannot_replay_is_an_error_at_trace_time():
         tg.jit(numpy_targets)(np.ones((2, 3)), np.ones(2))
     with pytest.raises(tg.TraceError, match="returned a float"), pytest.warns(tg.TraceWarning):
         tg.jit(lambda x: (x @ W).sum().item())(np.ones((2, 3)))
+    with pytest.raises(tg.TraceError, match=r"returned \[\[\], \[\]\], no Variable in it"):
+        tg.jit(lambda x: [[] for row in x.data if row.sum() > 0])(np.ones((2, 3)))
     with pytest.raises(TypeError, match="neither an array nor hashable"):
         tg.jit(lambda x, options: x @ W)(np.ones((2, 3)), {1, 2})
 
