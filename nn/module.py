@@ -41,17 +41,39 @@ class Module:
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
+        """Set the attribute, registering a Parameter or a Module, by PyTorch's rules.
+
+        A registered parameter may be replaced by a Parameter, or by None (it stays
+        registered, as an absent bias does); a submodule by a Parameter, a Module, or None
+        (which unregisters it). Anything else over either is a TypeError: an array assigned
+        over ``weight`` would otherwise drop it from ``parameters()`` and the state dict.
+        """
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call Module.__init__() before assigning "
                                  f"attribute {name!r}")
         params, modules = self._parameters, self._modules
-        params.pop(name, None)
-        modules.pop(name, None)
         if isinstance(value, Parameter):
+            modules.pop(name, None)
             params[name] = value
+        elif name in params:
+            if value is not None:
+                raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__!r} as "
+                                f"parameter {name!r} (a Parameter or None expected)")
+            params[name] = None
         elif isinstance(value, Module):
             modules[name] = value
+        elif name in modules:
+            if value is not None:
+                raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__!r} as "
+                                f"child module {name!r} (a Module or None expected)")
+            del modules[name]
         object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        """Delete the attribute, and unregister it if it is a parameter or a submodule."""
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
 
     def register_parameter(self, name, param):
         """Register ``param`` (a Parameter or None, for an absent bias) under ``name``."""

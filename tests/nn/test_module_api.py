@@ -1,5 +1,6 @@
 """The Module API a PyTorch user expects: forward hooks and pre-hooks with removable handles,
-module traversal, apply, requires_grad_, reset_parameters and PyTorch's printed layout."""
+module traversal, apply, requires_grad_, reset_parameters, assigning and deleting attributes,
+and PyTorch's printed layout."""
 
 import numpy as np
 import pytest
@@ -156,3 +157,42 @@ def test_reset_parameters_draws_the_initialisation_again():
     norm.bias.data[...] = 5.0
     norm.reset_parameters()
     assert (norm.weight.data == 1).all() and (norm.bias.data == 0).all()
+
+
+def test_assigning_over_a_parameter_or_a_submodule_follows_pytorchs_rules(torch):
+    layer, theirs = nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    for value in (np.zeros((2, 2)), tg.Variable(np.zeros((2, 2))), nn.Linear(2, 2)):
+        with pytest.raises(TypeError, match=rf"Linear: cannot assign '{type(value).__name__}' as parameter "
+                                            r"'weight' \(a Parameter or None expected\)"):
+            layer.weight = value
+    with pytest.raises(TypeError, match="as parameter 'weight'"):
+        theirs.weight = torch.zeros(2, 2)
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+
+    layer.bias, theirs.bias = None, None  # an absent bias, still registered
+    with pytest.raises(TypeError, match="cannot assign 'ndarray' as parameter 'bias'"):
+        layer.bias = np.zeros(2)
+    layer.weight = nn.Parameter(np.ones((2, 2)))
+    assert list(layer.state_dict()) == list(theirs.state_dict()) == ["weight"]
+    np.testing.assert_array_equal(layer(np.ones((1, 2))).data, [[2.0, 2.0]])
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    with pytest.raises(TypeError, match=r"Sequential: cannot assign 'int' as child module '1' "
+                                        r"\(a Module or None expected\)"):
+        setattr(model, "1", 3)
+    model.scale = 2.0  # a plain attribute, as before
+    setattr(model, "1", None)
+    assert [n for n, _ in model.named_modules()] == ["", "0"]
+
+
+def test_deleting_a_parameter_or_a_submodule_unregisters_it(torch):
+    layer, theirs = nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    del layer.bias, theirs.bias
+    assert list(layer.state_dict()) == list(theirs.state_dict()) == ["weight"]
+    assert not hasattr(layer, "bias")
+    model = nn.Sequential(nn.Linear(2, 2))
+    model.head = nn.Linear(2, 1)
+    del model.head
+    assert list(model.state_dict()) == ["0.weight", "0.bias"]
+    with pytest.raises(AttributeError):
+        del model.head
