@@ -10,13 +10,17 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 
 
 class Parameter(Variable):
-    """A Variable that a Module registers as one of its learnable parameters."""
+    """A Variable that a Module registers as one of its learnable parameters.
+
+    ``data`` is taken as :class:`Variable` takes it (Python floats and lists become float32,
+    arrays keep their dtype), or a Variable's array; it must be floating-point.
+    """
 
     __slots__ = ()
 
     def __init__(self, data, name=None, requires_grad=True):
         data = data.data if isinstance(data, Variable) else data
-        super().__init__(np.asarray(data), name=name, requires_grad=requires_grad)
+        super().__init__(data, name=name, requires_grad=requires_grad)
         if self.dtype.kind != "f":
             raise TypeError(f"Parameter: data must be floating-point, got dtype {self.dtype}")
 

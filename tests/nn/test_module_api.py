@@ -196,3 +196,13 @@ def test_deleting_a_parameter_or_a_submodule_unregisters_it(torch):
     assert list(model.state_dict()) == ["0.weight", "0.bias"]
     with pytest.raises(AttributeError):
         del model.head
+
+
+def test_a_parameter_takes_its_data_as_a_variable_does(torch):
+    assert nn.Parameter([1.0, 2.0]).dtype == tg.Variable([1.0, 2.0]).dtype == np.float32
+    assert torch.nn.Parameter(torch.tensor([1.0, 2.0])).dtype == torch.float32
+    assert nn.Parameter(0.5).dtype == np.float32
+    assert nn.Parameter(np.ones(2)).dtype == np.float64  # an array keeps its dtype
+    assert nn.Parameter(tg.Variable(np.ones(2, np.float16))).dtype == np.float16
+    with pytest.raises(TypeError, match="Parameter: data must be floating-point, got dtype int64"):
+        nn.Parameter([1, 2])
