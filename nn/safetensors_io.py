@@ -38,7 +38,8 @@ def save_file(arrays, path, metadata=None):
     """Write the flat dict ``arrays`` {name: ndarray} to ``path`` atomically.
 
     ``metadata`` ({str: str}, optional) goes into the header, e.g. a configuration as
-    JSON; PyTorch ignores it, :func:`read_metadata` gives it back.
+    JSON; PyTorch ignores it, :func:`read_metadata` gives it back. The format's bytes are
+    little-endian: a big-endian array is stored, and loads back, as its little-endian twin.
     """
     backend = _backend()
     if not isinstance(arrays, dict):
@@ -55,7 +56,9 @@ def save_file(arrays, path, metadata=None):
             raise TypeError(f"nn.save: {name!r} is a {type(value).__name__}"
                             + (f" of dtype {value.dtype}" if hasattr(value, "dtype") else "")
                             + f"; a {SUFFIX} file holds boolean, integer and floating-point arrays")
-        checked[name] = np.asarray(value, order="C")  # contiguous bytes, 0-d arrays kept 0-d
+        array = np.asarray(value, order="C")  # contiguous bytes, 0-d arrays kept 0-d
+        # the checksum is taken over the bytes the file gets
+        checked[name] = array.astype(array.dtype.newbyteorder("<"), copy=False)
     metadata = dict(metadata or {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise TypeError(f"nn.save: {SUFFIX} metadata maps strings to strings, got {metadata!r}")
