@@ -1,6 +1,7 @@
 """Module and Parameter: the containers networks are built from, as in PyTorch."""
 
 from collections import namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -219,6 +220,9 @@ class Module:
         be equal: different ones (say, from an untied model) are a ValueError, not one of them
         silently dropped.
         """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"load_state_dict: {type(self).__name__} takes a state dict (a mapping of "
+                            f"names to arrays), got {type(state_dict).__name__}")
         own = dict(self.named_parameters(remove_duplicate=False))
         missing = [name for name in own if name not in state_dict]
         unexpected = [name for name in state_dict if name not in own]

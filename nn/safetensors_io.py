@@ -22,7 +22,7 @@ import zlib
 
 import numpy as np
 
-from nn.atomic import write_atomically
+from nn.atomic import open_to_read, write_atomically
 from tensorgrad import Variable
 
 SUFFIX = ".safetensors"
@@ -70,10 +70,11 @@ def save_file(arrays, path, metadata=None):
 def load_file(path):
     """The dict of arrays in the safetensors file at ``path``, in the order they were saved.
 
-    A missing file is a FileNotFoundError; a truncated or damaged file, or one of another
-    format, a ValueError naming it.
+    A missing file is a FileNotFoundError, a directory an IsADirectoryError; a truncated or
+    damaged file, or one of another format, a ValueError naming it.
     """
     backend = _backend()
+    path = os.fspath(path)
     data = _read(path)
     try:
         arrays = backend.load(data)
@@ -94,6 +95,7 @@ def load_file(path):
 
 def read_metadata(path):
     """The metadata {str: str} stored in the header of the safetensors file at ``path``."""
+    path = os.fspath(path)
     data = _read(path)
     try:
         metadata = _header(data).get("__metadata__", {})
@@ -104,11 +106,8 @@ def read_metadata(path):
 
 
 def _read(path):
-    try:
-        with open(path, "rb") as file:
-            return file.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"nn.load: no such file: {os.fspath(path)!r}") from None
+    with open_to_read(path) as file:
+        return file.read()
 
 
 def _header(data):

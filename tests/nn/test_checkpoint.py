@@ -2,6 +2,7 @@
 (round trips with PyTorch, and failures that change nothing)."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -154,9 +155,13 @@ def test_unsavable_objects_are_errors_that_write_nothing(existing, obj, error, m
 
 
 # ------------------------------------------------------------------------- reading damaged files
-def test_missing_file(tmp_path):
+def test_missing_file_and_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="nn.load: no such file: .*nothing.npz"):
         nn.load(tmp_path / "nothing.npz")
+    for directory in (tmp_path, tmp_path / "weights.safetensors"):
+        directory.mkdir(exist_ok=True)
+        with pytest.raises(IsADirectoryError, match=re.escape(f"nn.load: '{directory}' is a directory")):
+            nn.load(directory)
 
 
 def test_truncated_files_are_clear_errors(existing):
@@ -227,6 +232,17 @@ def test_failed_load_state_dict_changes_nothing(change, error, message):
     for name, p in model.named_parameters():
         assert p.data is arrays[name]
         np.testing.assert_array_equal(p.data, before[name])
+
+
+def test_load_state_dict_takes_a_mapping(tmp_path):
+    model = small_model()
+    pairs = list(model.state_dict().items())
+    with pytest.raises(TypeError, match=r"load_state_dict: Sequential takes a state dict \(a mapping of "
+                                        r"names to arrays\), got list"):
+        model.load_state_dict(pairs)
+    np.savez(tmp_path / "weights.npz", **dict(pairs))
+    with np.load(tmp_path / "weights.npz") as archive:  # a mapping, not a dict
+        model.load_state_dict(archive)
 
 
 def test_load_state_dict_casts_copies_and_reports_missing_keys_when_not_strict():
