@@ -33,6 +33,22 @@ def test_repr_is_pytorchs(torch):
         assert repr(a) == repr(b)
 
 
+def test_attention_and_encoder_layer_reprs_are_pytorchs(torch):
+    """Whole reprs, but for two classes tensorgrad has no twin of: PyTorch's out_proj is a
+    NonDynamicallyQuantizableLinear (a Linear), its Dropout prints an ``inplace`` it has not."""
+    def as_ours(module):
+        text = repr(module).replace("NonDynamicallyQuantizableLinear", "Linear")
+        return text.replace(", inplace=False)", ")")
+
+    for args, options in [((8, 2), {}), ((8, 2), dict(batch_first=True, bias=False, dropout=0.5))]:
+        assert repr(nn.MultiheadAttention(*args, **options)) == \
+            as_ours(torch.nn.MultiheadAttention(*args, **options))
+    for args, options in [((8, 2), {}),
+                          ((8, 2, 16, 0.0), dict(activation="gelu", norm_first=True, bias=False))]:
+        assert repr(nn.TransformerEncoderLayer(*args, **options)) == \
+            as_ours(torch.nn.TransformerEncoderLayer(*args, **options))
+
+
 def test_repr_of_a_module_with_settings_and_children():
     class Model(nn.Module):
         def __init__(self):
