@@ -1,4 +1,5 @@
-"""Writing a file atomically: all of it, or (after an error or a crash) the previous file."""
+"""The files of nn.save and nn.load: written atomically (all of it, or after an error or a
+crash the previous file), and opened for reading with errors that name nn.load."""
 
 import contextlib
 import os
@@ -26,6 +27,18 @@ def write_atomically(path, write):
             os.remove(temporary)
         raise
     _fsync_directory(directory)
+
+
+def open_to_read(path):
+    """The file at ``path`` opened for reading bytes; a missing file or a directory is an
+    error naming nn.load and the path."""
+    path = os.fspath(path)
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"nn.load: no such file: {path!r}") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"nn.load: {path!r} is a directory, not a file") from None
 
 
 def _fsync_directory(directory):

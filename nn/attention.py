@@ -131,10 +131,6 @@ class MultiheadAttention(Module):
             f"{op}: the masks leave query {{query}} of sequence {{sequence}} no key to attend to "
             "(key_padding_mask hides a whole sequence, or attn_mask a whole row); PyTorch gives NaN there"))
 
-    def extra_repr(self):
-        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, dropout={self.dropout}, "
-                f"batch_first={self.batch_first}")
-
 
 class BahdanauAttention(Module):
     """Additive attention (Bahdanau, Cho & Bengio, 2015) of a decoder state over encoder outputs:

@@ -19,7 +19,7 @@ import zlib
 import numpy as np
 
 from nn import safetensors_io
-from nn.atomic import write_atomically
+from nn.atomic import open_to_read, write_atomically
 
 _SEPARATOR = "/"
 _LAYOUT = "__layout__"
@@ -64,18 +64,15 @@ def load(path):
     """Read a file written by :func:`save` and return the dict that was saved.
 
     Any other .npz file (e.g. from ``np.savez``) gives a flat dict of its arrays. Arrays are
-    read with ``allow_pickle=False``. A missing file is a FileNotFoundError; a file that is
-    not a readable .npz archive (truncated, another format, holding object arrays) is a
-    ValueError naming it. A ``.safetensors`` path gives the flat dict of arrays it holds.
+    read with ``allow_pickle=False``. A missing file is a FileNotFoundError, a directory an
+    IsADirectoryError; a file that is not a readable .npz archive (truncated, another
+    format, holding object arrays) is a ValueError naming it. A ``.safetensors`` path gives
+    the flat dict of arrays it holds.
     """
     if safetensors_io.is_safetensors_path(path):
         return safetensors_io.load_file(path)
     path = os.fspath(path)
-    try:
-        file = open(path, "rb")  # opened here, so that it is closed whatever np.load raises
-    except FileNotFoundError:
-        raise FileNotFoundError(f"nn.load: no such file: {path!r}") from None
-    with file:
+    with open_to_read(path) as file:  # opened here, so that it is closed whatever np.load raises
         try:
             archive = np.load(file, allow_pickle=False)
         except _READ_ERRORS as error:

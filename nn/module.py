@@ -1,6 +1,7 @@
 """Module and Parameter: the containers networks are built from, as in PyTorch."""
 
 from collections import namedtuple
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -10,13 +11,17 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 
 
 class Parameter(Variable):
-    """A Variable that a Module registers as one of its learnable parameters."""
+    """A Variable that a Module registers as one of its learnable parameters.
+
+    ``data`` is taken as :class:`Variable` takes it (Python floats and lists become float32,
+    arrays keep their dtype), or a Variable's array; it must be floating-point.
+    """
 
     __slots__ = ()
 
     def __init__(self, data, name=None, requires_grad=True):
         data = data.data if isinstance(data, Variable) else data
-        super().__init__(np.asarray(data), name=name, requires_grad=requires_grad)
+        super().__init__(data, name=name, requires_grad=requires_grad)
         if self.dtype.kind != "f":
             raise TypeError(f"Parameter: data must be floating-point, got dtype {self.dtype}")
 
@@ -41,17 +46,39 @@ class Module:
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
+        """Set the attribute, registering a Parameter or a Module, by PyTorch's rules.
+
+        A registered parameter may be replaced by a Parameter, or by None (it stays
+        registered, as an absent bias does); a submodule by a Parameter, a Module, or None
+        (which unregisters it). Anything else over either is a TypeError: an array assigned
+        over ``weight`` would otherwise drop it from ``parameters()`` and the state dict.
+        """
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call Module.__init__() before assigning "
                                  f"attribute {name!r}")
         params, modules = self._parameters, self._modules
-        params.pop(name, None)
-        modules.pop(name, None)
         if isinstance(value, Parameter):
+            modules.pop(name, None)
             params[name] = value
+        elif name in params:
+            if value is not None:
+                raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__!r} as "
+                                f"parameter {name!r} (a Parameter or None expected)")
+            params[name] = None
         elif isinstance(value, Module):
             modules[name] = value
+        elif name in modules:
+            if value is not None:
+                raise TypeError(f"{type(self).__name__}: cannot assign {type(value).__name__!r} as "
+                                f"child module {name!r} (a Module or None expected)")
+            del modules[name]
         object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        """Delete the attribute, and unregister it if it is a parameter or a submodule."""
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        object.__delattr__(self, name)
 
     def register_parameter(self, name, param):
         """Register ``param`` (a Parameter or None, for an absent bias) under ``name``."""
@@ -118,17 +145,23 @@ class Module:
         for _, module in self.named_children():
             yield module
 
-    def named_modules(self, prefix=""):
-        """Every module in the tree, depth first, with dotted names ("" for self)."""
-        stack = [(prefix, self)]
+    def named_modules(self, prefix="", remove_duplicate=True):
+        """Every module in the tree, depth first, with dotted names ("" for self).
+
+        A module reached by several paths (shared by two parents) comes once, under its first
+        name, unless ``remove_duplicate`` is False; then it comes under each. Either way a
+        module is not entered again beneath itself (a child holding its parent).
+        """
+        stack = [(prefix, self, ())]
         seen = set()
         while stack:
-            name, module = stack.pop()
-            if id(module) in seen:
+            name, module, ancestors = stack.pop()
+            if id(module) in (seen if remove_duplicate else ancestors):
                 continue
             seen.add(id(module))
             yield name, module
-            children = [(f"{name}.{child_name}" if name else child_name, child)
+            path = (*ancestors, id(module))
+            children = [(f"{name}.{child_name}" if name else child_name, child, path)
                         for child_name, child in module._modules.items()]
             stack.extend(reversed(children))
 
@@ -151,12 +184,17 @@ class Module:
                 stack.extend((child, False) for child in reversed(module._modules.values()))
         return self
 
-    def named_parameters(self, prefix=""):
-        """(dotted name, Parameter) for every parameter, in registration order, once each."""
+    def named_parameters(self, prefix="", remove_duplicate=True):
+        """(dotted name, Parameter) for every parameter, in registration order.
+
+        A parameter shared by several modules (tied weights, ``head.weight = embed.weight``)
+        comes once, under its first name, unless ``remove_duplicate`` is False; then it comes
+        under each of its names, as in :meth:`state_dict`.
+        """
         seen = set()
-        for module_name, module in self.named_modules(prefix):
+        for module_name, module in self.named_modules(prefix, remove_duplicate):
             for name, param in module._parameters.items():
-                if param is None or id(param) in seen:
+                if param is None or (remove_duplicate and id(param) in seen):
                     continue
                 seen.add(id(param))
                 yield (f"{module_name}.{name}" if module_name else name), param
@@ -167,22 +205,31 @@ class Module:
 
     # ------------------------------------------------------------------ state
     def state_dict(self):
-        """{dotted name: a copy of the parameter's array}."""
-        return {name: param.data.copy() for name, param in self.named_parameters()}
+        """{dotted name: a copy of the parameter's array}, a shared parameter under each of its
+        names (as in PyTorch, so that tied models' state dicts load in either library)."""
+        return {name: param.data.copy() for name, param in self.named_parameters(remove_duplicate=False)}
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into the parameters, cast to each parameter's dtype.
 
         Every value is checked first (names when ``strict``, shapes, floating-point
         values); on any error nothing is changed. Returns the missing and unexpected keys.
+
+        A shared parameter is expected under each of its names (see :meth:`state_dict`). Where
+        PyTorch copies each name's value in turn, the last one winning, the values here must
+        be equal: different ones (say, from an untied model) are a ValueError, not one of them
+        silently dropped.
         """
-        own = dict(self.named_parameters())
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"load_state_dict: {type(self).__name__} takes a state dict (a mapping of "
+                            f"names to arrays), got {type(state_dict).__name__}")
+        own = dict(self.named_parameters(remove_duplicate=False))
         missing = [name for name in own if name not in state_dict]
         unexpected = [name for name in state_dict if name not in own]
         if strict and (missing or unexpected):
             raise RuntimeError(f"load_state_dict: {type(self).__name__} state dict does not match: "
                                f"missing keys {missing}, unexpected keys {unexpected}")
-        updates = []
+        updates = {}  # id(param): (its first name, param, new array)
         for name, param in own.items():
             if name not in state_dict:
                 continue
@@ -190,8 +237,15 @@ class Module:
             value = value.data if isinstance(value, Variable) else value
             if not isinstance(value, np.ndarray | np.generic):
                 raise TypeError(f"load_state_dict: {name!r} must be an ndarray, got {type(value).__name__}")
-            updates.append((param, checked_like(value, param, f"load_state_dict: {name!r}")))
-        for param, array in updates:
+            array = checked_like(value, param, f"load_state_dict: {name!r}")
+            if id(param) not in updates:
+                updates[id(param)] = (name, param, array)
+                continue
+            first, _, kept = updates[id(param)]
+            if not np.array_equal(array, kept, equal_nan=True):
+                raise ValueError(f"load_state_dict: {first!r} and {name!r} name one parameter shared "
+                                 f"in {type(self).__name__}, but the state dict gives them different values")
+        for _, param, array in updates.values():
             param.data = array
         return IncompatibleKeys(missing, unexpected)
 

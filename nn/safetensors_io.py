@@ -22,7 +22,7 @@ import zlib
 
 import numpy as np
 
-from nn.atomic import write_atomically
+from nn.atomic import open_to_read, write_atomically
 from tensorgrad import Variable
 
 SUFFIX = ".safetensors"
@@ -38,7 +38,8 @@ def save_file(arrays, path, metadata=None):
     """Write the flat dict ``arrays`` {name: ndarray} to ``path`` atomically.
 
     ``metadata`` ({str: str}, optional) goes into the header, e.g. a configuration as
-    JSON; PyTorch ignores it, :func:`read_metadata` gives it back.
+    JSON; PyTorch ignores it, :func:`read_metadata` gives it back. The format's bytes are
+    little-endian: a big-endian array is stored, and loads back, as its little-endian twin.
     """
     backend = _backend()
     if not isinstance(arrays, dict):
@@ -55,7 +56,9 @@ def save_file(arrays, path, metadata=None):
             raise TypeError(f"nn.save: {name!r} is a {type(value).__name__}"
                             + (f" of dtype {value.dtype}" if hasattr(value, "dtype") else "")
                             + f"; a {SUFFIX} file holds boolean, integer and floating-point arrays")
-        checked[name] = np.asarray(value, order="C")  # contiguous bytes, 0-d arrays kept 0-d
+        array = np.asarray(value, order="C")  # contiguous bytes, 0-d arrays kept 0-d
+        # the checksum is taken over the bytes the file gets
+        checked[name] = array.astype(array.dtype.newbyteorder("<"), copy=False)
     metadata = dict(metadata or {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise TypeError(f"nn.save: {SUFFIX} metadata maps strings to strings, got {metadata!r}")
@@ -67,10 +70,11 @@ def save_file(arrays, path, metadata=None):
 def load_file(path):
     """The dict of arrays in the safetensors file at ``path``, in the order they were saved.
 
-    A missing file is a FileNotFoundError; a truncated or damaged file, or one of another
-    format, a ValueError naming it.
+    A missing file is a FileNotFoundError, a directory an IsADirectoryError; a truncated or
+    damaged file, or one of another format, a ValueError naming it.
     """
     backend = _backend()
+    path = os.fspath(path)
     data = _read(path)
     try:
         arrays = backend.load(data)
@@ -91,6 +95,7 @@ def load_file(path):
 
 def read_metadata(path):
     """The metadata {str: str} stored in the header of the safetensors file at ``path``."""
+    path = os.fspath(path)
     data = _read(path)
     try:
         metadata = _header(data).get("__metadata__", {})
@@ -101,11 +106,8 @@ def read_metadata(path):
 
 
 def _read(path):
-    try:
-        with open(path, "rb") as file:
-            return file.read()
-    except FileNotFoundError:
-        raise FileNotFoundError(f"nn.load: no such file: {os.fspath(path)!r}") from None
+    with open_to_read(path) as file:
+        return file.read()
 
 
 def _header(data):

@@ -71,9 +71,6 @@ class TransformerEncoderLayer(Module):
         hidden = self.dropout(ACTIVATIONS[self.activation](self.linear1(x)))
         return self.dropout2(self.linear2(hidden))
 
-    def extra_repr(self):
-        return f"activation={self.activation!r}, norm_first={self.norm_first}"
-
 
 class TransformerEncoder(Module):
     """``num_layers`` copies of ``encoder_layer`` applied in turn, then ``norm`` (if given).

@@ -2,6 +2,7 @@
 (round trips with PyTorch, and failures that change nothing)."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -154,9 +155,13 @@ def test_unsavable_objects_are_errors_that_write_nothing(existing, obj, error, m
 
 
 # ------------------------------------------------------------------------- reading damaged files
-def test_missing_file(tmp_path):
+def test_missing_file_and_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="nn.load: no such file: .*nothing.npz"):
         nn.load(tmp_path / "nothing.npz")
+    for directory in (tmp_path, tmp_path / "weights.safetensors"):
+        directory.mkdir(exist_ok=True)
+        with pytest.raises(IsADirectoryError, match=re.escape(f"nn.load: '{directory}' is a directory")):
+            nn.load(directory)
 
 
 def test_truncated_files_are_clear_errors(existing):
@@ -229,6 +234,17 @@ def test_failed_load_state_dict_changes_nothing(change, error, message):
         np.testing.assert_array_equal(p.data, before[name])
 
 
+def test_load_state_dict_takes_a_mapping(tmp_path):
+    model = small_model()
+    pairs = list(model.state_dict().items())
+    with pytest.raises(TypeError, match=r"load_state_dict: Sequential takes a state dict \(a mapping of "
+                                        r"names to arrays\), got list"):
+        model.load_state_dict(pairs)
+    np.savez(tmp_path / "weights.npz", **dict(pairs))
+    with np.load(tmp_path / "weights.npz") as archive:  # a mapping, not a dict
+        model.load_state_dict(archive)
+
+
 def test_load_state_dict_casts_copies_and_reports_missing_keys_when_not_strict():
     model = small_model()
     new = {name: value.astype(np.float64) + 1 for name, value in model.state_dict().items()}
@@ -243,3 +259,67 @@ def test_load_state_dict_casts_copies_and_reports_missing_keys_when_not_strict()
     result = model.load_state_dict(partial, strict=False)
     assert "2.weight" in result.missing_keys and result.unexpected_keys == ["unknown"]
     np.testing.assert_array_equal(model[0].bias.data, 0)
+
+
+def tied_twins(torch):
+    """An embedding and an output layer sharing one weight, in both libraries."""
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(5, 3)
+            self.head = nn.Linear(3, 5, bias=False)
+            self.head.weight = self.embed.weight
+
+    class TorchTied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(5, 3)
+            self.head = torch.nn.Linear(3, 5, bias=False)
+            self.head.weight = self.embed.weight
+
+    return Tied(), TorchTied()
+
+
+def test_a_tied_parameter_is_in_the_state_dict_under_each_name_as_in_pytorch(torch):
+    ours, theirs = tied_twins(torch)
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["embed.weight", "head.weight"]
+    for remove_duplicate in (True, False):
+        assert [n for n, _ in ours.named_parameters(remove_duplicate=remove_duplicate)] == \
+            [n for n, _ in theirs.named_parameters(remove_duplicate=remove_duplicate)]
+    assert [n for n, _ in ours.named_parameters()] == ["embed.weight"]
+    assert list(ours.parameters()) == [ours.embed.weight]  # optimizers step it once
+
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})  # strict
+    assert ours.head.weight is ours.embed.weight
+    np.testing.assert_array_equal(ours.head.weight.data, theirs.embed.weight.detach().numpy())
+    ours.embed.weight.data[...] = 0.5
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})  # strict
+    assert (theirs.head.weight == 0.5).all()
+
+    shared = nn.Sequential(nn.Linear(2, 2))
+    shared.add_module("1", shared[0])  # a module under two names: its parameters under both
+    theirs = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    theirs.add_module("1", theirs[0])
+    assert list(shared.state_dict()) == list(theirs.state_dict()) == ["0.weight", "0.bias",
+                                                                      "1.weight", "1.bias"]
+
+
+def test_a_tied_parameter_loads_from_either_name_but_not_from_two_different_values(torch):
+    ours, _ = tied_twins(torch)
+    result = ours.load_state_dict({"head.weight": np.ones((5, 3))}, strict=False)
+    assert result.missing_keys == ["embed.weight"]  # as PyTorch's
+    np.testing.assert_array_equal(ours.embed.weight.data, 1)
+
+    weight = ours.embed.weight.data
+    untied = {"embed.weight": np.zeros((5, 3)), "head.weight": np.ones((5, 3))}
+    with pytest.raises(ValueError, match=r"'embed.weight' and 'head.weight' name one parameter shared in "
+                                         r"Tied, but the state dict gives them different values"):
+        ours.load_state_dict(untied)
+    assert ours.embed.weight.data is weight
+
+
+def test_a_child_holding_its_parent_is_walked_once():
+    model = nn.Sequential(nn.Linear(2, 2))
+    model[0].owner = model
+    assert list(model.state_dict()) == ["0.weight", "0.bias"]
+    assert [n for n, _ in model.named_modules(remove_duplicate=False)] == ["", "0"]

@@ -150,7 +150,8 @@ def test_layer_norm_initialisation_and_gradcheck():
 
     def normalise(x, weight, bias):
         layer = nn.LayerNorm((2, 3))
-        layer.weight, layer.bias = weight, bias  # the Variables gradcheck varies
+        object.__setattr__(layer, "weight", weight)  # the Variables gradcheck varies stand in
+        object.__setattr__(layer, "bias", bias)  # for the parameters (assigning them is refused)
         return layer(x)
 
     assert tg.gradcheck(normalise, x, weight, bias)

@@ -1,5 +1,6 @@
 """The Module API a PyTorch user expects: forward hooks and pre-hooks with removable handles,
-module traversal, apply, requires_grad_, reset_parameters and PyTorch's printed layout."""
+module traversal, apply, requires_grad_, reset_parameters, assigning and deleting attributes,
+and PyTorch's printed layout."""
 
 import numpy as np
 import pytest
@@ -30,6 +31,22 @@ def test_repr_is_pytorchs(torch):
                  (nn.RNNCell(3, 4, nonlinearity="relu"), torch.nn.RNNCell(3, 4, nonlinearity="relu")),
                  (nn.LSTM(3, 4, proj_size=2), torch.nn.LSTM(3, 4, proj_size=2))]:
         assert repr(a) == repr(b)
+
+
+def test_attention_and_encoder_layer_reprs_are_pytorchs(torch):
+    """Whole reprs, but for two classes tensorgrad has no twin of: PyTorch's out_proj is a
+    NonDynamicallyQuantizableLinear (a Linear), its Dropout prints an ``inplace`` it has not."""
+    def as_ours(module):
+        text = repr(module).replace("NonDynamicallyQuantizableLinear", "Linear")
+        return text.replace(", inplace=False)", ")")
+
+    for args, options in [((8, 2), {}), ((8, 2), dict(batch_first=True, bias=False, dropout=0.5))]:
+        assert repr(nn.MultiheadAttention(*args, **options)) == \
+            as_ours(torch.nn.MultiheadAttention(*args, **options))
+    for args, options in [((8, 2), {}),
+                          ((8, 2, 16, 0.0), dict(activation="gelu", norm_first=True, bias=False))]:
+        assert repr(nn.TransformerEncoderLayer(*args, **options)) == \
+            as_ours(torch.nn.TransformerEncoderLayer(*args, **options))
 
 
 def test_repr_of_a_module_with_settings_and_children():
@@ -156,3 +173,52 @@ def test_reset_parameters_draws_the_initialisation_again():
     norm.bias.data[...] = 5.0
     norm.reset_parameters()
     assert (norm.weight.data == 1).all() and (norm.bias.data == 0).all()
+
+
+def test_assigning_over_a_parameter_or_a_submodule_follows_pytorchs_rules(torch):
+    layer, theirs = nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    for value in (np.zeros((2, 2)), tg.Variable(np.zeros((2, 2))), nn.Linear(2, 2)):
+        with pytest.raises(TypeError, match=rf"Linear: cannot assign '{type(value).__name__}' as parameter "
+                                            r"'weight' \(a Parameter or None expected\)"):
+            layer.weight = value
+    with pytest.raises(TypeError, match="as parameter 'weight'"):
+        theirs.weight = torch.zeros(2, 2)
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+
+    layer.bias, theirs.bias = None, None  # an absent bias, still registered
+    with pytest.raises(TypeError, match="cannot assign 'ndarray' as parameter 'bias'"):
+        layer.bias = np.zeros(2)
+    layer.weight = nn.Parameter(np.ones((2, 2)))
+    assert list(layer.state_dict()) == list(theirs.state_dict()) == ["weight"]
+    np.testing.assert_array_equal(layer(np.ones((1, 2))).data, [[2.0, 2.0]])
+
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    with pytest.raises(TypeError, match=r"Sequential: cannot assign 'int' as child module '1' "
+                                        r"\(a Module or None expected\)"):
+        setattr(model, "1", 3)
+    model.scale = 2.0  # a plain attribute, as before
+    setattr(model, "1", None)
+    assert [n for n, _ in model.named_modules()] == ["", "0"]
+
+
+def test_deleting_a_parameter_or_a_submodule_unregisters_it(torch):
+    layer, theirs = nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    del layer.bias, theirs.bias
+    assert list(layer.state_dict()) == list(theirs.state_dict()) == ["weight"]
+    assert not hasattr(layer, "bias")
+    model = nn.Sequential(nn.Linear(2, 2))
+    model.head = nn.Linear(2, 1)
+    del model.head
+    assert list(model.state_dict()) == ["0.weight", "0.bias"]
+    with pytest.raises(AttributeError):
+        del model.head
+
+
+def test_a_parameter_takes_its_data_as_a_variable_does(torch):
+    assert nn.Parameter([1.0, 2.0]).dtype == tg.Variable([1.0, 2.0]).dtype == np.float32
+    assert torch.nn.Parameter(torch.tensor([1.0, 2.0])).dtype == torch.float32
+    assert nn.Parameter(0.5).dtype == np.float32
+    assert nn.Parameter(np.ones(2)).dtype == np.float64  # an array keeps its dtype
+    assert nn.Parameter(tg.Variable(np.ones(2, np.float16))).dtype == np.float16
+    with pytest.raises(TypeError, match="Parameter: data must be floating-point, got dtype int64"):
+        nn.Parameter([1, 2])

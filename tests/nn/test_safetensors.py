@@ -51,6 +51,21 @@ def test_round_trip_is_exact_and_keeps_order_and_dtypes(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["weights.safetensors"]
 
 
+def test_big_endian_arrays_are_stored_little_endian_and_read_back_in_both_libraries(torch, tmp_path):
+    import safetensors.torch
+
+    path = tmp_path / "big_endian.safetensors"
+    saved = {"w": (np.arange(6).reshape(2, 3) - 2.5).astype(">f4"),
+             "steps": np.array([1, -2, 2 ** 40], ">i8")}
+    assert all(value.dtype.byteorder == ">" for value in saved.values())
+    nn.save(saved, path)
+    loaded, theirs = nn.load(path), safetensors.torch.load_file(path)
+    for name, value in saved.items():
+        assert loaded[name].dtype == value.dtype.newbyteorder("<"), name  # the format's byte order
+        np.testing.assert_array_equal(loaded[name], value)
+        np.testing.assert_array_equal(theirs[name].numpy(), value)
+
+
 def test_a_failed_save_leaves_the_previous_file_and_no_temporary(tmp_path):
     path = tmp_path / "weights.safetensors"
     nn.save({"w": np.ones(2)}, path)
