@@ -44,7 +44,8 @@ class PixelEncoder(Module):
         if images.shape[1:] != self.image_shape:
             expected = ", ".join(map(str, self.image_shape))
             raise tg.ShapeError(f"PixelEncoder: expected images of shape (B, {expected}), got {images.shape}")
-        return F.relu(self.linear(images.reshape(images.shape[0], -1)))
+        pixels = images.reshape(images.shape[0], -1).astype(self.linear.weight.dtype)  # in the model's dtype
+        return F.relu(self.linear(pixels))
 
 
 class Captioner(Module):

@@ -7,7 +7,7 @@ import numpy as np
 
 import tensorgrad.functions as F
 from nn import init
-from nn.checks import check_size
+from nn.checks import check_dtype, check_size
 from nn.module import Module, Parameter
 from tensorgrad import ShapeError, as_variable
 
@@ -37,6 +37,8 @@ class Linear(Module):
                 param.data = init.uniform(param.shape, bound, param.dtype)
 
     def forward(self, x):
+        x = as_variable(x)
+        check_dtype("Linear", "input", x, self.weight.dtype)  # as PyTorch: no silent promotion to float64
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self):

@@ -68,6 +68,17 @@ def test_linear_wrong_input_size_is_a_clear_error():
         nn.Linear(4, 5)(np.zeros((2, 3), np.float32))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.int64])
+def test_linear_refuses_an_input_of_another_dtype_as_pytorch_does(torch, dtype):
+    """float64 data into a float32 layer is an error (PyTorch: "must have the same dtype"), not a
+    float64 result."""
+    with pytest.raises(RuntimeError, match="same dtype"):
+        torch.nn.Linear(3, 2)(torch.zeros((1, 3), dtype=getattr(torch, np.dtype(dtype).name)))
+    with pytest.raises(TypeError, match=f"Linear: input has dtype {np.dtype(dtype)}, but the parameters are "
+                                        "float32; cast the one or the other"):
+        nn.Linear(3, 2)(np.zeros((1, 3), dtype))
+
+
 # ------------------------------------------------------------------------- Embedding
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("padding_idx", [None, 2, -1])
