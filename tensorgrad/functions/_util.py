@@ -45,14 +45,17 @@ def keepdims_shape(shape, axes):
     return tuple(1 if i in axes else n for i, n in enumerate(shape))
 
 
-def operands(x0, x1):
-    """Both operands of a binary op as Variables; a scalar takes the other one's dtype, and so
-    does an integer or boolean operand next to a floating one (as in PyTorch: int64 and
+def operands(x0, x1, op):
+    """Both operands of the binary op ``op`` as Variables; a scalar takes the other one's dtype,
+    and so does an integer or boolean operand next to a floating one (as in PyTorch: int64 and
     float32 give float32, where NumPy would promote to float64)."""
-    if not isinstance(x0, Variable):
-        x0 = as_variable(x0, like=x1 if isinstance(x1, Variable) else None)
-    if not isinstance(x1, Variable):
-        x1 = as_variable(x1, like=x0)
+    try:
+        if not isinstance(x0, Variable):
+            x0 = as_variable(x0, like=x1 if isinstance(x1, Variable) else None)
+        if not isinstance(x1, Variable):
+            x1 = as_variable(x1, like=x0)
+    except TypeError as error:  # None, a string: named as the operation's
+        raise TypeError(f"{op}: {error}") from None
     dtype0, dtype1 = x0.data.dtype, x1.data.dtype
     if dtype0 != dtype1:
         if dtype0.kind == "f" and dtype1.kind in "biu":

@@ -222,19 +222,19 @@ class AsType(Function):
 
 
 def add(a, b):
-    return Add()(*operands(a, b))
+    return Add()(*operands(a, b, "add"))
 
 
 def sub(a, b):
-    return Sub()(*operands(a, b))
+    return Sub()(*operands(a, b, "sub"))
 
 
 def mul(a, b):
-    return Mul()(*operands(a, b))
+    return Mul()(*operands(a, b, "mul"))
 
 
 def div(a, b):
-    return Div()(*operands(a, b))
+    return Div()(*operands(a, b, "div"))
 
 
 def neg(x):
@@ -242,15 +242,15 @@ def neg(x):
 
 
 def pow(a, b):  # noqa: A001 - the operator's name, as in operator.pow
-    return Pow()(*operands(a, b))
+    return Pow()(*operands(a, b, "pow"))
 
 
 def remainder(a, b):
-    return Remainder()(*operands(a, b))
+    return Remainder()(*operands(a, b, "remainder"))
 
 
 def matmul(a, b):
-    return MatMul()(*operands(a, b))
+    return MatMul()(*operands(a, b, "matmul"))
 
 
 def linear(x, W, b=None):

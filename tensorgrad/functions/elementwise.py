@@ -315,7 +315,7 @@ def clip(x, lo=None, hi=None):
 
 
 def maximum(a, b):
-    return Maximum()(*operands(a, b))
+    return Maximum()(*operands(a, b, "maximum"))
 
 
 def where(condition, a, b):
@@ -323,7 +323,7 @@ def where(condition, a, b):
     condition = data_of(condition)
     if condition.dtype != bool:
         raise TypeError(f"where: condition must be boolean, got dtype {condition.dtype}")
-    a, b = operands(a, b)
+    a, b = operands(a, b, "where")
     try:
         np.broadcast_shapes(condition.shape, a.shape, b.shape)
     except ValueError:

@@ -181,6 +181,10 @@ def test_argument_errors():
         F.log_softmax(ones(2, 3), axis=(0, 1))
     with pytest.raises(tg.ShapeError, match=re.escape("split: axis 7 is out of range for shape (2, 3)")):
         F.split(ones(2, 3), 2, axis=7)
+    with pytest.raises(TypeError, match="add: expected numeric data, got NoneType"):
+        ones(2) + None
+    with pytest.raises(TypeError, match="mul: expected numeric data, got str"):
+        "a" * ones(2)
     with pytest.raises(TypeError, match="register_hook: expected a callable, got int"):
         ones(2).register_hook(3)
 
