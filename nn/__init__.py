@@ -10,7 +10,7 @@ from nn.checkpoint import load, save
 from nn.clip import clip_grad_norm, clip_grad_value
 from nn.conv import CausalConv1d, Conv1d
 from nn.generic_recurrent import Recurrent
-from nn.layers import Dropout, Embedding, LayerNorm, Linear, Sequential
+from nn.layers import Dropout, Embedding, LayerNorm, Linear, ModuleList, Sequential
 from nn.losses import MSELoss, SoftmaxCrossEntropy, mse_loss, softmax_cross_entropy
 from nn.module import Module, Parameter
 from nn.positional import (
@@ -26,7 +26,7 @@ from nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from nn.wavenet import CharWaveNet, WaveNet
 
 __all__ = [
-    "Module", "Parameter", "Linear", "Embedding", "Dropout", "LayerNorm", "Sequential",
+    "Module", "Parameter", "Linear", "Embedding", "Dropout", "LayerNorm", "Sequential", "ModuleList",
     "softmax_cross_entropy", "mse_loss", "SoftmaxCrossEntropy", "MSELoss", "clip_grad_norm",
     "clip_grad_value", "save", "load", "optim", "data", "diagnostics", "generate", "tasks",
     "RNNCell", "LSTMCell", "GRUCell", "RNN", "LSTM", "GRU", "CharRNN", "sample_text", "set_num_threads",

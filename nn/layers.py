@@ -166,7 +166,30 @@ def layer_norm(x, normalized_shape, weight=None, bias=None, eps=1e-5, *, owner="
     return y
 
 
-class Sequential(Module):
+class _Numbered(Module):
+    """Children named "0", "1", ...: ``len``, iteration, indexing (a slice gives the same
+    kind of container) and ``append``; what :class:`Sequential` and :class:`ModuleList` share."""
+
+    def append(self, module):
+        self.add_module(str(len(self)), module)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        items = list(self._modules.items())
+        if isinstance(index, slice):
+            return self._of(items[index])
+        if not -len(items) <= index < len(items):
+            raise IndexError(f"{type(self).__name__}: index {index} is out of range for {len(items)} modules")
+        return items[index][1]
+
+
+class Sequential(_Numbered):
     """Modules applied one after the other: ``Sequential(a, b)(x) == b(a(x))``.
 
     The children are named "0", "1", ... (or by the keys of one OrderedDict argument), so
@@ -183,25 +206,45 @@ class Sequential(Module):
             for module in modules:
                 self.append(module)
 
-    def append(self, module):
-        self.add_module(str(len(self)), module)
-        return self
+    @staticmethod
+    def _of(items):
+        return Sequential(OrderedDict(items))
 
     def forward(self, x):
         for module in self:
             x = module(x)
         return x
 
-    def __len__(self):
-        return len(self._modules)
 
-    def __iter__(self):
-        return iter(self._modules.values())
+class ModuleList(_Numbered):
+    """Modules held in a list, as PyTorch's: registered (their parameters are the owner's, named
+    ``"0.weight"``, ...), not called in turn — the owner's ``forward`` uses them. Its repr folds
+    a run of identical children into one line, ``(0-5): 6 x Layer(...)``, as PyTorch's does."""
 
-    def __getitem__(self, index):
-        items = list(self._modules.items())
-        if isinstance(index, slice):
-            return Sequential(OrderedDict(items[index]))
-        if not -len(items) <= index < len(items):
-            raise IndexError(f"Sequential: index {index} is out of range for {len(items)} modules")
-        return items[index][1]
+    def __init__(self, modules=()):
+        super().__init__()
+        for module in modules:
+            self.append(module)
+
+    @staticmethod
+    def _of(items):
+        return ModuleList(module for _, module in items)
+
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
+    def __repr__(self):
+        runs = []  # [first index, last index, repr] of each run of equal reprs
+        for i, child in enumerate(self):
+            text = repr(child)
+            if runs and runs[-1][2] == text:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, text])
+        if not runs:
+            return "ModuleList()"
+        lines = [f"({first}): {text}" if first == last else f"({first}-{last}): {last - first + 1} x {text}"
+                 for first, last, text in runs]
+        return "ModuleList(\n  " + "\n  ".join(line.replace("\n", "\n  ") for line in lines) + "\n)"

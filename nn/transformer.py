@@ -5,7 +5,7 @@ import copy
 import tensorgrad as tg
 import tensorgrad.functions as F
 from nn.attention import MultiheadAttention
-from nn.layers import Dropout, LayerNorm, Linear
+from nn.layers import Dropout, LayerNorm, Linear, ModuleList
 from nn.module import Module
 from tensorgrad import as_variable
 
@@ -85,7 +85,7 @@ class TransformerEncoder(Module):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"TransformerEncoder: num_layers must be at least 1, got {num_layers}")
-        self.layers = _Layers(copy.deepcopy(encoder_layer) for _ in range(num_layers))
+        self.layers = ModuleList(copy.deepcopy(encoder_layer) for _ in range(num_layers))
         self.num_layers = num_layers
         self.norm = norm
 
@@ -98,21 +98,3 @@ class TransformerEncoder(Module):
             with tg.scope("norm"):
                 x = self.norm(x)
         return x
-
-
-class _Layers(Module):
-    """The encoder's layers as children "0", "1", ... (PyTorch's ModuleList names)."""
-
-    def __init__(self, layers):
-        super().__init__()
-        for i, layer in enumerate(layers):
-            self.add_module(str(i), layer)
-
-    def __iter__(self):
-        return iter(self._modules.values())
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __getitem__(self, index):
-        return list(self._modules.values())[index]

@@ -47,6 +47,22 @@ def test_attention_and_encoder_layer_reprs_are_pytorchs(torch):
                           ((8, 2, 16, 0.0), dict(activation="gelu", norm_first=True, bias=False))]:
         assert repr(nn.TransformerEncoderLayer(*args, **options)) == \
             as_ours(torch.nn.TransformerEncoderLayer(*args, **options))
+    layer = dict(d_model=8, nhead=2, dim_feedforward=16)
+    assert repr(nn.TransformerEncoder(nn.TransformerEncoderLayer(**layer), 3)) == as_ours(
+        torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(**layer), 3, enable_nested_tensor=False))
+
+
+def test_module_list_registers_folds_its_repr_and_slices_as_pytorchs(torch):
+    ours = nn.ModuleList([nn.Linear(2, 3), nn.Linear(2, 3), nn.Linear(3, 1)]).append(nn.Linear(3, 1))
+    theirs = torch.nn.ModuleList([torch.nn.Linear(2, 3), torch.nn.Linear(2, 3), torch.nn.Linear(3, 1)])
+    theirs.append(torch.nn.Linear(3, 1))
+    assert repr(ours) == repr(theirs)  # (0-1): 2 x Linear(...), (2-3): 2 x Linear(...)
+    assert [name for name, _ in ours.named_parameters()] == [name for name, _ in theirs.named_parameters()]
+    assert isinstance(ours[1:], nn.ModuleList) and len(ours[1:]) == 3 and ours[-1] is list(ours)[3]
+    assert repr(nn.ModuleList()) == repr(torch.nn.ModuleList()) == "ModuleList()"
+    assert len(nn.ModuleList().extend([nn.Linear(1, 1)] * 2)) == 2
+    with pytest.raises(IndexError, match="ModuleList: index 4 is out of range for 4 modules"):
+        ours[4]
 
 
 def test_repr_of_a_module_with_settings_and_children():
