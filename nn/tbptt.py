@@ -74,7 +74,7 @@ class TBPTT:
         if not 1 <= steps <= self.k1:
             raise ValueError(f"TBPTT: a window of {steps} steps does not fit k1={self.k1} "
                              f"(expected 1 to {self.k1} steps)")
-        inputs = _as_array(inputs)
+        inputs = data_of(inputs)
         if self._past_inputs is not None:
             inputs = np.concatenate([self._past_inputs, inputs])
         # Run up to where the next update's reach begins, then the rest: the state in between
@@ -101,7 +101,3 @@ class TBPTT:
         if len(output) != steps:
             output = output[len(output) - steps:]  # the window's own steps
         return self.loss_fn(output, targets), past_state, state
-
-
-def _as_array(inputs):
-    return data_of(inputs)

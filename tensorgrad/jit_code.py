@@ -59,13 +59,13 @@ class Line:
         self.extra, self.names, self.op = extra, names or {}, op
 
 
-def step_error(error, op):
-    """``error`` (raised by a step of a replay) naming the step's operation ``op``, as a
-    Function's call names it in eager mode; None for errors that need no name."""
+def raise_named(error, op):
+    """Raise ``error`` (raised by a step of a replay) naming the step's operation ``op``, as a
+    Function's call names it in eager mode; as it is if it needs no name."""
     named_already = isinstance(error, ShapeError | InputError)  # their messages name the operation
     if op is None or named_already or not isinstance(error, ValueError | IndexError):
-        return None
-    return type(error)(f"{op}: {error}")
+        raise error
+    raise type(error)(f"{op}: {error}") from error
 
 
 CHUNK = 64  # steps compiled into one function: the parser's peak memory stays small (a replay's own is less)
@@ -108,10 +108,7 @@ def compile_lines(lines, name, shared=None):
             for part in parts:
                 part(env, frames)
         except Exception as error:
-            named = step_error(error, _op_of(error.__traceback__, op_at))
-            if named is None:
-                raise
-            raise named from error
+            raise_named(error, _op_of(error.__traceback__, op_at))
         return env
 
     run.source = "".join(part.source for part in parts)

@@ -22,7 +22,7 @@ import threading
 import numpy as np
 
 from tensorgrad.function import Function
-from tensorgrad.jit_code import Line, assignment, compile_lines, step_error, store
+from tensorgrad.jit_code import Line, assignment, compile_lines, raise_named, store
 from tensorgrad.jit_recurrence import Recurrence
 from tensorgrad.jit_steps import Step, bind, new_object
 from tensorgrad.modes import set_grad_enabled
@@ -124,12 +124,9 @@ class Plan:
             kinds = []
             for k, step, frees in self.programs[record]:
                 try:
-                    kinds.append(_run_step(step, k, env, frames, record))
+                    kinds.append(_run_step(step, k, env, frames))
                 except Exception as error:
-                    named = step_error(error, step.function.name)
-                    if named is None:
-                        raise
-                    raise named from error
+                    raise_named(error, step.function.name)
                 for s in frees:
                     env[s] = None
             self.kinds[record] = kinds
@@ -243,10 +240,11 @@ def _live(steps, live):
     return kept
 
 
-def _run_frame(step, env):
+def _run_frame(step, k, env, frames):
     """Run a Function with ``numpy_backward`` on a copy of its own (its frame): what its forward
-    saves, and the arrays its numpy_backward reads as ``inputs`` and ``outputs``, belong to
-    this replay. Returns the frame."""
+    saves belongs to this replay, and is dropped with the frame unless the replay is recorded
+    (``frames`` not None), which keeps the frame as ``frames[k]``, with the arrays its
+    numpy_backward reads as ``inputs`` and ``outputs``. Returns what the forward returned (its kind)."""
     template = step.function
     frame = new_object(type(template))
     frame.__dict__.update(template.__dict__)
@@ -254,18 +252,17 @@ def _run_frame(step, env):
         bind(frame, step.bindings, env)
     arrays = [env[s] for s in step.inputs]
     kind = store(env, step.outputs, frame.forward(*arrays))
-    frame.inputs = tuple(map(_Held, arrays, step.requires_grad))
-    frame.outputs = tuple(_Held(env[s], True) for s in step.outputs)
-    return frame, kind
+    if frames is not None:
+        frame.inputs = tuple(map(_Held, arrays, step.requires_grad))
+        frame.outputs = tuple(_Held(env[s], True) for s in step.outputs)
+        frames[k] = frame
+    return kind
 
 
-def _run_step(step, k, env, frames, record):
+def _run_step(step, k, env, frames):
     """Run forward step ``step`` (number ``k``) of a first replay; what it returned (its kind)."""
-    if step.frame:  # unrecorded too: what its forward saves is then dropped with the frame
-        frame, kind = _run_frame(step, env)
-        if record:
-            frames[k] = frame
-        return kind
+    if step.frame:
+        return _run_frame(step, k, env, frames)
     if step.bindings:
         bind(step.function, step.bindings, env)
     if type(step) is Recurrence:
@@ -274,17 +271,17 @@ def _run_step(step, k, env, frames, record):
 
 
 def _frame_source(k, step, kind, record):
-    """``_run_frame`` as lines of the compiled plan, for a forward that returns ``kind``; the
-    frame kept for backward if ``record``."""
+    """``_run_frame`` as lines of the compiled plan, for a forward that returns ``kind``, recorded
+    (the frame kept for backward) or not."""
     ins = [f"env[{s}]" for s in step.inputs]
     lines = ["frame = new(type(function{n}))", "frame.__dict__.update(function{n}.__dict__)"]
     if step.bindings:
         lines.append("bind(frame, bindings{n}, env)")
     lines.append(assignment(step.outputs, kind, f"forward{{n}}(frame, {', '.join(ins)})"))
-    held = "".join(f"Held({a}, {rg}), " for a, rg in zip(ins, step.requires_grad, strict=True))
-    lines.append(f"frame.inputs = ({held})")
-    lines.append(f"frame.outputs = ({''.join(f'Held(env[{s}], True), ' for s in step.outputs)})")
     if record:
+        held = "".join(f"Held({a}, {rg}), " for a, rg in zip(ins, step.requires_grad, strict=True))
+        lines.append(f"frame.inputs = ({held})")
+        lines.append(f"frame.outputs = ({''.join(f'Held(env[{s}], True), ' for s in step.outputs)})")
         lines.append(f"frames[{k}] = frame")
     return "\n".join(lines)
 

@@ -21,7 +21,7 @@ from tensorgrad.functions.elementwise import exp, tanh, where
 from tensorgrad.functions.neural import dropout
 from tensorgrad.functions.reductions import softmax
 from tensorgrad.functions.shape import swap_last_axes
-from tensorgrad.variable import Variable, as_variable, data_of
+from tensorgrad.variable import as_variable, data_of
 
 _ERF_COEFFICIENT = 2 / math.sqrt(math.pi)
 _erf_scalar = np.frompyfunc(math.erf, 1, 1)
@@ -143,10 +143,11 @@ class AttentionMask(Function):
 
     A dead row is an error if ``dead_row_error`` is a message (``str.format``-ted with
     ``sequence`` and ``query``, the first and the next-to-last index of the first dead row),
-    else its queries get the output 0. The outputs need no gradient: inputs never require one.
+    else its queries get the output 0. The outputs have no gradient (``differentiable``).
     """
 
     op = "attention_mask"
+    differentiable = False
 
     def __init__(self, conventions, shape, dtype, dead_row_error=None):
         self.conventions, self.shape, self.dtype = conventions, shape, dtype
@@ -187,12 +188,12 @@ def attention_mask(masks, shape, dtype, dead_row_error=None):
 
 
 def mask_input(op, mask, name="attn_mask"):
-    """A user's mask (an ndarray, or a Variable's data) as an input of :class:`AttentionMask`, checked:
-    a Variable without gradient sharing its data, so that a replayed trace reads each call's mask
-    (a floating mask gets no gradient)."""
+    """A user's mask (an ndarray, or a Variable's data) as an input of :class:`AttentionMask`,
+    checked; the array itself, so that a replayed trace reads each call's mask (a floating mask
+    gets no gradient)."""
     if mask.dtype != bool and mask.dtype.kind != "f":
         raise TypeError(f"{op}: {name} must be boolean or floating-point, got dtype {mask.dtype}")
-    return Variable._result(mask, False)
+    return mask
 
 
 def _check_operands(op, query, key, value):
