@@ -57,7 +57,10 @@ class MultiheadAttention(Module):
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
                 average_attn_weights=True, is_causal=False):
-        query, key, value = (as_variable(a) for a in (query, key, value))
+        # One Variable for one object given twice (self-attention), arrays as Variables: the path
+        # of _project then depends on what the caller passed, not on how it was passed.
+        variables = {}
+        query, key, value = (variables.setdefault(id(a), as_variable(a)) for a in (query, key, value))
         unbatched = query.ndim == 2
         self._check_inputs(query, key, value, unbatched)
         if unbatched:  # as one batch of one
