@@ -33,9 +33,15 @@ import collections
 
 import numpy as np
 
-from tensorgrad.functions.shape import Stack
+from tensorgrad.functions.shape import Stack, Unbind
 from tensorgrad.jit_plan import Plan
-from tensorgrad.jit_recurrence import Recurrence, RecurrenceBackward, find_chains, stack_in_place
+from tensorgrad.jit_recurrence import (
+    Recurrence,
+    RecurrenceBackward,
+    find_chains,
+    stack_in_place,
+    unbind_in_place,
+)
 from tensorgrad.jit_steps import (
     TAPE_ATTRIBUTES,
     Accumulate,
@@ -163,6 +169,7 @@ class Planner:
         output_slots = tuple(self._slot_of(y, False) for y in self.outputs)
         backward, seeds, grads = self._backward(forward, output_slots)
         backward = stack_in_place(forward, backward, _stacks_rows)
+        backward = unbind_in_place(forward, backward, _unbinds_rows, output_slots)
         input_grads = tuple(grads.get(s) if v.requires_grad else None for s, v in self.inputs)
         forward = [(k, step) for k, step in enumerate(forward) if step is not None]
         self._check_read(forward, output_slots)
@@ -384,6 +391,11 @@ class Planner:
 def _stacks_rows(step):
     """Whether plan step ``step`` stacks its inputs as the rows of a new array (axis 0)."""
     return type(step) is Step and type(step.function) is Stack and step.function.axis == 0
+
+
+def _unbinds_rows(step):
+    """Whether plan step ``step`` unbinds the rows of its input (axis 0)."""
+    return type(step) is Step and type(step.function) is Unbind and step.function.axis == 0
 
 
 def _has_numpy_backward(function):

@@ -27,7 +27,12 @@ What the layer stacks around the loop, the loop writes in place (:func:`stack_in
 the states hₜ as the rows of one array that holds h₀ too (the layer's stacked output is a view
 of it, and so are the h rows of the one-matmul Wₕₕ gradient), and the ∂L/∂aₜ as the rows of
 the gradient of the layer's whole input side, so that neither is copied after the loop.
+What the layer unbinds for the loop, it reads as rows (:func:`unbind_in_place`): the aₜ of
+the input side, and the ∂L/∂hₜ₊₁ of the stacked output, without a view per step made before.
 """
+
+import collections
+import itertools
 
 import numpy as np
 
@@ -108,7 +113,7 @@ class Recurrence:
     """
 
     __slots__ = ("k", "function", "bindings", "gate_inputs", "initial", "weight", "bias", "step_outputs",
-                 "label", "scope", "stacked", "rows")
+                 "label", "scope", "stacked", "rows", "unbound", "input_rows")
     frame = False
 
     def __init__(self, k, cells, functions):
@@ -123,10 +128,12 @@ class Recurrence:
         self.label = f"{self.function.name} × {len(cells)}"
         self.scope = _common_scope([getattr(f, "scope", None) for f in functions])
         self.stacked, self.rows = None, None  # see stack_in_place
+        self.unbound, self.input_rows = None, None  # see unbind_in_place
 
     def reads(self):
         hidden_side = (self.weight,) if self.bias is None else (self.weight, self.bias)
-        return self.gate_inputs + self.initial + hidden_side + tuple(b[2] for b in self.bindings)
+        inputs = self.gate_inputs if self.unbound is None else (self.unbound,)
+        return inputs + self.initial + hidden_side + tuple(b[2] for b in self.bindings)
 
     def writes(self):
         stacked = () if self.stacked is None else (self.stacked,)
@@ -137,32 +144,40 @@ class Recurrence:
         that also holds h₀, in time order: the stacked outputs and the steps' h inputs are then
         both views of it (``frames[k]`` keeps the latter, for a weight gradient over all steps)."""
         cell = self.function
+        gates, hidden_side = cell.gates, cell.hidden_side
         W = env[self.weight]
         bias = None if self.bias is None else env[self.bias]
         state = tuple(env[s] for s in self.initial)
-        rows = hs = h_inputs = None
+        outs = [None] * len(self.gate_inputs)  # where each hₜ₊₁ goes: a row of hs, or a new array
+        h_inputs = None
         if self.stacked is not None:
             h0 = state[0]
             hs = np.empty((len(self.rows) + 1,) + h0.shape, h0.dtype)
             forward = self.rows[0] == 0  # else reversed: h₀ after the last row
-            rows = [r + 1 for r in self.rows] if forward else self.rows
+            outs = [hs[r + 1] for r in self.rows] if forward else [hs[r] for r in self.rows]
             hs[0 if forward else -1] = h0
             env[self.stacked], h_inputs = (hs[1:], hs[:-1]) if forward else (hs[:-1], hs[1:])
+        if self.unbound is None:
+            inputs = [env[s] for s in self.gate_inputs]
+        else:
+            A = env[self.unbound]
+            inputs = [A[r] for r in self.input_rows]
         record = frames is not None  # else what a step saves is dropped at once
         states, saved = [state], []
-        for t, (a, outputs) in enumerate(zip(self.gate_inputs, self.step_outputs, strict=True)):
-            out = None if hs is None else hs[rows[t]]
-            state, kept = cell.gates(env[a], cell.hidden_side(state[0], W, bias), *state, out=out)
+        for a, out in zip(inputs, outs, strict=True):
+            state, kept = gates(a, hidden_side(state[0], W, bias), *state, out=out)
+            states.append(state)
+            if record:
+                saved.append(kept)
+        for outputs, state in zip(self.step_outputs, states[1:], strict=True):
             for s, y in zip(outputs, state, strict=True):
                 env[s] = y
-            if record:
-                states.append(state)
-                saved.append(kept)
         if record:
             frames[self.k] = states, saved, (h_inputs, self.rows)
 
     def __repr__(self):
-        return (f"s{self.step_outputs[-1][0]}, … = {self.label}(s{self.gate_inputs[0]} …, "
+        inputs = f"s{self.gate_inputs[0]} …" if self.unbound is None else f"rows of s{self.unbound}"
+        return (f"s{self.step_outputs[-1][0]}, … = {self.label}({inputs}, "
                 f"{', '.join(f's{s}' for s in self.initial)}, s{self.weight})")
 
 
@@ -191,7 +206,8 @@ class RecurrenceBackward:
     """
 
     __slots__ = ("k", "function", "weight", "grad_outputs", "grad_gate_inputs", "grad_initial",
-                 "grad_weight", "grad_bias", "summed", "shape", "dtype", "label", "stacked", "rows")
+                 "grad_weight", "grad_bias", "summed", "shape", "dtype", "label", "stacked", "rows",
+                 "unbound", "input_rows")
 
     def __init__(self, recurrence, grad_outputs, grad_gate_inputs, grad_initial, grad_weight, grad_bias,
                  summed, shape, dtype):
@@ -202,9 +218,12 @@ class RecurrenceBackward:
         self.shape, self.dtype = shape, dtype  # of one aₜ (and ∂L/∂bₜ)
         self.label = f"BPTT: {recurrence.label}"
         self.stacked, self.rows = None, tuple(range(len(grad_outputs)))
+        self.unbound, self.input_rows = None, None  # see unbind_in_place: the slot of [∂L/∂h₁; …], rows
 
     def reads(self):
-        return tuple(s for grads in self.grad_outputs for s in grads if s is not None) + (self.weight,)
+        grads = self.grad_outputs if self.unbound is None else [g[1:] for g in self.grad_outputs]
+        unbound = () if self.unbound is None else (self.unbound,)
+        return unbound + tuple(s for g in grads for s in g if s is not None) + (self.weight,)
 
     def writes(self):
         grads = self.grad_gate_inputs + self.grad_initial + (self.grad_weight, self.grad_bias, self.stacked)
@@ -218,20 +237,30 @@ class RecurrenceBackward:
         stacked, apart = self.stacked is not None, not cell.grad_a_is_grad_b
         grad_b_rows = np.empty(whole, self.dtype) if self.summed or (stacked and not apart) else None
         grad_a_rows = np.empty(whole, self.dtype) if stacked and apart else None  # the GRU's [∂L/∂aₜ]
+        outside = [[None if s is None else env[s] for s in grads] for grads in self.grad_outputs]
+        if self.unbound is not None:
+            G = env[self.unbound]
+            for grads, r in zip(outside, self.input_rows, strict=True):
+                grads[0] = G[r]
+        grad_b_at = [None] * steps if grad_b_rows is None else [grad_b_rows[r] for r in rows]
+        gates_backward, gate_inputs = cell.gates_backward, self.grad_gate_inputs
         carried = [None] * len(states[0])  # ∂L/∂hₜ₊₁ (and ∂L/∂cₜ₊₁) from step t+1
         grad_W = grad_bias = None
         for t in reversed(range(steps)):
-            grads = [_total(None if s is None else env[s], inner, like)
-                     for s, inner, like in zip(self.grad_outputs[t], carried, states[t + 1], strict=True)]
-            grad_b = np.empty(self.shape, self.dtype) if grad_b_rows is None else grad_b_rows[rows[t]]
-            grad_a, grad_h_direct, *grad_more_state = cell.gates_backward(saved[t], grad_b, *grads)
+            grads = [_total(outer, inner, like)
+                     for outer, inner, like in zip(outside[t], carried, states[t + 1], strict=True)]
+            grad_b = grad_b_at[t]
+            if grad_b is None:
+                grad_b = np.empty(self.shape, self.dtype)
+            grad_a, grad_h_direct, *grad_more_state = gates_backward(saved[t], grad_b, *grads)
             if grad_a_rows is not None:
                 grad_a_rows[rows[t]] = grad_a
-            if self.grad_gate_inputs[t] is not None:
-                env[self.grad_gate_inputs[t]] = grad_a
+            if gate_inputs[t] is not None:
+                env[gate_inputs[t]] = grad_a
             grad_h = None
             if t > 0 or self.grad_initial[0] is not None:
-                grad_h = grad_b @ W
+                # ∂L/∂hₜ₊₁ is read no more: when it is the loop's own array, ∂L/∂hₜ goes into it
+                grad_h = np.matmul(grad_b, W, out=grads[0] if carried[0] is not None else None)
                 if grad_h_direct is not None:
                     grad_h += grad_h_direct
             carried = [grad_h, *grad_more_state]
@@ -295,6 +324,45 @@ def _stacking(steps, slots, is_stack):
                 return j, step.outputs[0], tuple(range(len(slots)))
             if step.inputs == slots[::-1]:
                 return j, step.outputs[0], tuple(reversed(range(len(slots))))
+    return None
+
+
+def unbind_in_place(forward, backward, is_unbind, kept):
+    """Let each recurrence read, as the rows of one array, what the layer unbinds for it: its inputs
+    a₀ … a_{T-1} (forward: the unbind of the input side), and the gradients ∂L/∂h₁ … ∂L/∂h_T from
+    outside the chain (backward: the unbind that is the backward of the layer's stack). An
+    Unbind step whose outputs only the recurrence reads is then dropped (None in ``forward``;
+    left out of the returned backward). ``is_unbind(step)``: whether a step unbinds axis 0;
+    ``kept``: slots read after the plan (its outputs)."""
+    readers = collections.Counter(kept)
+    for step in itertools.chain(forward, backward):
+        if step is not None:
+            readers.update(step.reads())
+    for step in forward:
+        if type(step) is Recurrence:
+            found = _unbinding(forward, step.gate_inputs, is_unbind, readers)
+            if found is not None:
+                j, step.unbound, step.input_rows = found
+                forward[j] = None
+    backward = list(backward)
+    for step in list(backward):
+        if type(step) is RecurrenceBackward:
+            found = _unbinding(backward, tuple(grads[0] for grads in step.grad_outputs), is_unbind, readers)
+            if found is not None:
+                j, step.unbound, step.input_rows = found
+                del backward[j]
+    return backward
+
+
+def _unbinding(steps, slots, is_unbind, readers):
+    """(index, input slot, rows) of the step of ``steps`` unbinding the rows that are ``slots``
+    (rows: which row each is), if nothing else reads them; or None."""
+    for j, step in enumerate(steps):
+        if step is not None and is_unbind(step) and set(step.outputs) == set(slots):
+            if len(slots) == len(step.outputs) and all(readers[s] == 1 for s in slots):
+                row = {s: i for i, s in enumerate(step.outputs)}
+                return j, step.inputs[0], tuple(row[s] for s in slots)
+            return None
     return None
 
 

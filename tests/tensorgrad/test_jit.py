@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from replays import assert_replays_as_eager
 
 import nn
 import tensorgrad as tg
@@ -259,6 +260,29 @@ def test_a_chain_whose_states_are_read_between_its_cells_stays_one_frame_per_cel
         assert replay.item() == expected.item()
         np.testing.assert_array_equal(W.grad.data, expected_grad)
     assert recurrences(jitted.plan) == 0 and jitted.plan.frames == 5
+
+
+@pytest.mark.parametrize("read_outside", [False, True])
+def test_a_recurrence_reads_the_rows_the_layer_unbinds_unless_another_step_reads_one(read_outside, rng):
+    # The input side's unbind into a₀ … a_{T-1}, and forward's stack of the hₜ (whose backward
+    # unbinds ∂L/∂h₁ … ∂L/∂h_T), become rows of one array each; a row read elsewhere keeps the unbind.
+    W = tg.Variable(rng.standard_normal((4, 4)) * 0.5, requires_grad=True)
+    x = rng.standard_normal((5, 2, 4))
+    W_ih = tg.Variable(rng.standard_normal((4, 4)), requires_grad=True)
+
+    def loss(x):
+        a = F.unbind(F.linear(x, W_ih), 0)
+        h, hs = tg.Variable(np.zeros((2, 4))), []
+        for t in range(5):
+            h = F.rnn_cell(a[t], h, W)
+            hs.append(h)
+        total = (F.stack(hs) ** 2).sum()
+        return total + F.where(a[2] > 0, 0.0, 1.0).sum() if read_outside else total  # a₂ read, no gradient
+
+    jitted = assert_replays_as_eager(loss, [(x,), (x * 2,), (x - 1,)], [W, W_ih])
+    assert recurrences(jitted.plan) == 1
+    unbinds = sum("unbind" in repr(step) for step in jitted.plan.forward + jitted.plan.backward)
+    assert unbinds == (1 if read_outside else 0)
 
 
 @pytest.mark.parametrize("summed", [False, True])
