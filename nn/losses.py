@@ -74,17 +74,17 @@ class CrossEntropy(Function):
         out_of_range = counted & ((t < 0) | (t >= num_classes))
         if out_of_range.any():
             raise IndexError(f"target {t[out_of_range][0]} is out of range for {num_classes} classes")
-        targets = np.expand_dims(np.where(counted, t, 0), 1)  # class indices, (N, 1, d...)
+        at_targets = _flat_positions(np.where(counted, t, 0), z.shape)
         # With s = z - max(z) and S = Σ_c exp(s_c): log softmax(z)_c = s_c - log S, so
         # -log softmax(z)_t = log S - s_t and -Σ_c log softmax(z)_c = C log S - Σ_c s_c,
         # without an array of log-probabilities.
         shifted = z - z.max(axis=1, keepdims=True)
-        picked = np.take_along_axis(shifted, targets, axis=1).squeeze(1)
+        picked = shifted.reshape(-1)[at_targets]
         shifted_sum = shifted.sum(axis=1) if self.label_smoothing > 0 else None
         p = np.exp(shifted, out=shifted)
         total = p.sum(axis=1, keepdims=True)
         p /= total
-        self.saved = (targets, counted, p)
+        self.saved = (at_targets, counted, p)
         log_total = np.log(total).squeeze(1)
         loss = log_total - picked
         if self.label_smoothing > 0:
@@ -106,15 +106,17 @@ class CrossEntropy(Function):
     def numpy_backward(self, g):
         """∂L/∂z = (softmax(z) - q) ⊙ w from the array g = ∂L/∂ℓ, on the saved softmax, without
         an array for q: one pass over the logits (two with ε)."""
-        targets, counted, probabilities = self.saved
+        at_targets, counted, probabilities = self.saved
         smoothing, num_classes = self.label_smoothing, probabilities.shape[1]
-        weight = np.where(counted, g, 0).reshape(targets.shape)
-        grad = probabilities * weight
+        weight = np.where(counted, g, 0)  # w, one per position
+        # One weight for every position (a mean or a sum, none ignored) multiplies as one number:
+        # the same products, without broadcasting a column of weights across the classes.
+        same = weight.size > 0 and (weight == weight.flat[0]).all()
+        factor = weight.flat[0] if same else np.expand_dims(weight, 1)  # w against the class axis
+        grad = probabilities * factor
         if smoothing > 0:
-            grad -= (smoothing / num_classes) * weight
-        at_targets = np.take_along_axis(grad, targets, axis=1)
-        at_targets -= (1 - smoothing) * weight
-        np.put_along_axis(grad, targets, at_targets, axis=1)
+            grad -= (smoothing / num_classes) * factor
+        grad.reshape(-1)[at_targets] -= (1 - smoothing) * weight
         return grad, None
 
 
@@ -130,6 +132,16 @@ class InverseCount(Function):
     def forward(self, t):
         count = int(np.count_nonzero(t != self.ignore_index))
         return np.asarray(1.0 / count if count else math.nan, self.dtype)
+
+
+def _flat_positions(t, shape):
+    """The flat indices, in a C-ordered array of ``shape`` (N, C, d...), of the elements
+    [n, t[n, d...], d...] (each position's target class): one gather or scatter over them is
+    several times faster than ``take_along_axis``/``put_along_axis`` over the class axis."""
+    N, C = shape[:2]
+    D = math.prod(shape[2:])
+    rows = np.arange(N).reshape(N, 1) * (C * D) + np.arange(D)
+    return (rows + t.reshape(N, D).astype(np.intp) * D).reshape(t.shape)
 
 
 def mse_loss(input, target, reduction="mean"):  # noqa: A002 - PyTorch's argument name

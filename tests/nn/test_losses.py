@@ -112,6 +112,25 @@ def test_cross_entropy_backward_recorded_equals_unrecorded(label_smoothing, shap
     np.testing.assert_allclose(plain.data, recorded.data, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.25])
+@pytest.mark.parametrize("shape", [(6, 5), (4, 3, 2)])
+def test_cross_entropy_mean_with_every_target_counted(label_smoothing, shape):
+    """One weight for every position (the mean, nothing ignored; uint8 targets): the array-level
+    gradient is (softmax(z) - q)/n, as the recorded one and the formula give."""
+    logits = np.random.default_rng(3).standard_normal(shape)
+    targets = np.random.default_rng(4).integers(0, shape[1], size=shape[:1] + shape[2:]).astype(np.uint8)
+    z = tg.Variable(logits)
+    (plain,) = tg.grad(nn.softmax_cross_entropy(z, targets, label_smoothing=label_smoothing), z)
+    (recorded,) = tg.grad(nn.softmax_cross_entropy(z, targets, label_smoothing=label_smoothing), z,
+                          create_graph=True)
+    onehot = np.moveaxis(np.eye(shape[1])[targets], -1, 1)
+    q = onehot * (1 - label_smoothing) + label_smoothing / shape[1]
+    softmax = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = (softmax - q) / targets.size
+    np.testing.assert_allclose(plain.data, expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(recorded.data, expected, rtol=1e-12, atol=1e-15)
+
+
 def test_cross_entropy_bad_input():
     logits = np.zeros((4, 5), np.float32)
     with pytest.raises(TypeError, match="targets must be integer class indices, got dtype float32"):
