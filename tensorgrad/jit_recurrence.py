@@ -247,8 +247,7 @@ class RecurrenceBackward:
         carried = [None] * len(states[0])  # ∂L/∂hₜ₊₁ (and ∂L/∂cₜ₊₁) from step t+1
         grad_W = grad_bias = None
         for t in reversed(range(steps)):
-            grads = [_total(outer, inner, like)
-                     for outer, inner, like in zip(outside[t], carried, states[t + 1], strict=True)]
+            grads = list(map(_total, outside[t], carried, states[t + 1]))  # map: no comprehension per step
             grad_b = grad_b_at[t]
             if grad_b is None:
                 grad_b = np.empty(self.shape, self.dtype)
