@@ -63,10 +63,15 @@ class MultiheadAttention(Module):
         query, key, value = (variables.setdefault(id(a), as_variable(a)) for a in (query, key, value))
         unbatched = query.ndim == 2
         self._check_inputs(query, key, value, unbatched)
-        if unbatched:  # as one batch of one
-            query, key, value = (a.reshape(a.shape[0], 1, a.shape[1]) for a in (query, key, value))
-        elif self.batch_first:
-            query, key, value = (a.transpose(1, 0, 2) for a in (query, key, value))
+        if unbatched or self.batch_first:  # as one batch of one, or time-major
+            def time_major(a):
+                return a.reshape(a.shape[0], 1, a.shape[1]) if unbatched else a.transpose(1, 0, 2)
+            # once per distinct input: self-attention stays one Variable (one in-projection matmul)
+            moved = {}
+            for a in (query, key, value):
+                if id(a) not in moved:
+                    moved[id(a)] = time_major(a)
+            query, key, value = (moved[id(a)] for a in (query, key, value))
         (L, B, E), S = query.shape, key.shape[0]
         if is_causal and attn_mask is None:
             attn_mask = ~np.tril(np.ones((L, S), dtype=bool))

@@ -120,12 +120,15 @@ def test_multihead_attention_matches_torch(torch, rng, name, dtype):
     check_gradients(torch, ours, theirs, inputs_ours, inputs_theirs, y, t, tol)
 
 
-def test_self_attention_takes_one_path_for_an_array_and_a_variable(rng):
+@pytest.mark.parametrize("layout", ["time_major", "batch_first", "unbatched"])
+def test_self_attention_takes_one_path_for_an_array_and_a_variable(rng, layout):
     """One array given as query, key and value is self-attention, as one Variable is: one
     in-projection matmul either way (three, as for distinct inputs, rounded differently by
-    some BLAS kernels, so that a jitted call and its eager run disagreed in the last bit)."""
-    mha = nn.MultiheadAttention(E, H)
-    x = rng.standard_normal((L, B, E)).astype(np.float32)
+    some BLAS kernels, so that a jitted call and its eager run disagreed in the last bit),
+    in every layout (batch-first and unbatched inputs took the three-matmul path)."""
+    mha = nn.MultiheadAttention(E, H, batch_first=layout == "batch_first")
+    shape = {"time_major": (L, B, E), "batch_first": (B, L, E), "unbatched": (L, E)}[layout]
+    x = rng.standard_normal(shape).astype(np.float32)
 
     def linears(y):
         seen, todo = set(), [y.creator]
