@@ -13,6 +13,17 @@ from tensorgrad.functions.attention import attention, attention_mask, mask_input
 from tensorgrad.variable import data_of
 
 
+def _each_once(function, arrays):
+    """``function`` of each of ``arrays``, once per distinct object: one input given as query, key
+    and value (self-attention) stays one Variable, so that it takes the one-matmul in-projection
+    whether the caller passed an array, a Variable, time-major or batch-first."""
+    results = {}
+    for a in arrays:
+        if id(a) not in results:
+            results[id(a)] = function(a)
+    return tuple(results[id(a)] for a in arrays)
+
+
 class MultiheadAttention(Module):
     """Attention with ``num_heads`` heads of size d = embed_dim / num_heads, as in PyTorch:
 
@@ -57,21 +68,14 @@ class MultiheadAttention(Module):
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
                 average_attn_weights=True, is_causal=False):
-        # One Variable for one object given twice (self-attention), arrays as Variables: the path
-        # of _project then depends on what the caller passed, not on how it was passed.
-        variables = {}
-        query, key, value = (variables.setdefault(id(a), as_variable(a)) for a in (query, key, value))
+        query, key, value = _each_once(as_variable, (query, key, value))
         unbatched = query.ndim == 2
         self._check_inputs(query, key, value, unbatched)
-        if unbatched or self.batch_first:  # as one batch of one, or time-major
-            def time_major(a):
-                return a.reshape(a.shape[0], 1, a.shape[1]) if unbatched else a.transpose(1, 0, 2)
-            # once per distinct input: self-attention stays one Variable (one in-projection matmul)
-            moved = {}
-            for a in (query, key, value):
-                if id(a) not in moved:
-                    moved[id(a)] = time_major(a)
-            query, key, value = (moved[id(a)] for a in (query, key, value))
+        if unbatched:  # as one batch of one
+            query, key, value = _each_once(lambda a: a.reshape(a.shape[0], 1, a.shape[1]),
+                                           (query, key, value))
+        elif self.batch_first:
+            query, key, value = _each_once(lambda a: a.transpose(1, 0, 2), (query, key, value))
         (L, B, E), S = query.shape, key.shape[0]
         if is_causal and attn_mask is None:
             attn_mask = ~np.tril(np.ones((L, S), dtype=bool))
