@@ -225,9 +225,11 @@ an array is last used. The plan sees the whole computation before it runs it:
 - **one loop per recurrence.** The cells of a layer form a chain (each step's state is the
   next one's input, all share Wₕₕ), so the plan runs them as a hand-written BPTT does:
   forward, one loop over the cell's equations on arrays; backward, one loop that carries
-  ∂L/∂hₜ from step to step — without an object per cell in either direction. It plans a
-  chain so only where that is faithful (nothing between the cells reads their states), and
-  the values stay the eager run's, bit for bit;
+  ∂L/∂hₜ from step to step — without an object per cell in either direction. What the
+  layer would cut into steps and stack again (the input side aₜ, the outputs hₜ and their
+  gradients) the loop reads and writes as rows of one array each. It plans a chain so only
+  where that is faithful (nothing between the cells reads their states), and the values
+  stay the eager run's, bit for bit;
 
 - **one matmul for a weight's gradient over all steps.** The hidden-side weight Wₕₕ of a
   recurrent layer gets a term ∂L/∂bₜᵀ hₜ at every step. Eager mode adds T thin products;
