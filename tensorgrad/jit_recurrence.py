@@ -169,8 +169,8 @@ class Recurrence:
             states.append(state)
             if record:
                 saved.append(kept)
-        for outputs, state in zip(self.step_outputs, states[1:], strict=True):
-            for s, y in zip(outputs, state, strict=True):
+        for outputs, arrays in zip(self.step_outputs, states[1:], strict=True):
+            for s, y in zip(outputs, arrays, strict=True):
                 env[s] = y
         if record:
             frames[self.k] = states, saved, (h_inputs, self.rows)
