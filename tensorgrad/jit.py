@@ -18,6 +18,7 @@ Function call. The rest has modules of its own:
 - :mod:`tensorgrad.jit_steps`: the kinds of steps a plan is made of;
 - :mod:`tensorgrad.jit_plan`: the plan, its replay as one node of the tape, and its frames;
 - :mod:`tensorgrad.jit_recurrence`: the fused cells of a recurrent layer as one loop;
+- :mod:`tensorgrad.jit_buffers`: the arrays a plan allocates itself, kept from call to call;
 - :mod:`tensorgrad.jit_code`: the steps compiled to Python source, a line per step.
 
 What the trace freezes (it sees operations, not Python): every decision the function
@@ -84,6 +85,12 @@ def jit(fn=None, *, cache_size=CACHE_SIZE, sum_weight_gradients=False):
     draw new numbers at every replay. A replay's result is one node on the tape; its
     backward cannot be recorded (``create_graph=True`` is an error: call ``fn.eager``).
     Under ``detect_anomaly`` the function runs eagerly.
+
+    Kept between calls: besides its plans, a jitted function keeps the few arrays its plans
+    allocate themselves (a recurrence's rows hₜ and ∂L/∂bₜ: of the size of a layer's output
+    and of its input side, per plan), to fill them again at the next call when nothing else
+    refers to them any more (:mod:`tensorgrad.jit_buffers`); an array the caller still holds,
+    or a replay whose backward has not run yet, is never written into.
 
     ``sum_weight_gradients=True``: the gradient of a recurrent weight Wₕₕ used by the fused
     cells of every step, Σₜ ∂L/∂bₜᵀ hₜ, is one matmul over all steps instead of one per

@@ -37,6 +37,7 @@ import itertools
 import numpy as np
 
 from tensorgrad.functions.cells import bias_gradient, weight_gradient
+from tensorgrad.jit_buffers import Buffer
 
 
 def is_fused_cell(function):
@@ -113,7 +114,7 @@ class Recurrence:
     """
 
     __slots__ = ("k", "function", "bindings", "gate_inputs", "initial", "weight", "bias", "step_outputs",
-                 "label", "scope", "stacked", "rows", "unbound", "input_rows")
+                 "label", "scope", "stacked", "rows", "unbound", "input_rows", "hs_buffer")
     frame = False
 
     def __init__(self, k, cells, functions):
@@ -129,6 +130,7 @@ class Recurrence:
         self.scope = _common_scope([getattr(f, "scope", None) for f in functions])
         self.stacked, self.rows = None, None  # see stack_in_place
         self.unbound, self.input_rows = None, None  # see unbind_in_place
+        self.hs_buffer = Buffer()  # hs from call to call (see tensorgrad.jit_buffers)
 
     def reads(self):
         hidden_side = (self.weight,) if self.bias is None else (self.weight, self.bias)
@@ -152,7 +154,7 @@ class Recurrence:
         h_inputs = None
         if self.stacked is not None:
             h0 = state[0]
-            hs = np.empty((len(self.rows) + 1,) + h0.shape, h0.dtype)
+            hs = self.hs_buffer.take((len(self.rows) + 1,) + h0.shape, h0.dtype)
             forward = self.rows[0] == 0  # else reversed: h₀ after the last row
             outs = [hs[r + 1] for r in self.rows] if forward else [hs[r] for r in self.rows]
             hs[0 if forward else -1] = h0
@@ -207,7 +209,7 @@ class RecurrenceBackward:
 
     __slots__ = ("k", "function", "weight", "grad_outputs", "grad_gate_inputs", "grad_initial",
                  "grad_weight", "grad_bias", "summed", "shape", "dtype", "label", "stacked", "rows",
-                 "unbound", "input_rows")
+                 "unbound", "input_rows", "grad_b_buffer", "grad_a_buffer")
 
     def __init__(self, recurrence, grad_outputs, grad_gate_inputs, grad_initial, grad_weight, grad_bias,
                  summed, shape, dtype):
@@ -219,6 +221,7 @@ class RecurrenceBackward:
         self.label = f"BPTT: {recurrence.label}"
         self.stacked, self.rows = None, tuple(range(len(grad_outputs)))
         self.unbound, self.input_rows = None, None  # see unbind_in_place: the slot of [∂L/∂h₁; …], rows
+        self.grad_b_buffer, self.grad_a_buffer = Buffer(), Buffer()  # the rows ∂L/∂bₜ, ∂L/∂aₜ, kept
 
     def reads(self):
         grads = self.grad_outputs if self.unbound is None else [g[1:] for g in self.grad_outputs]
@@ -235,8 +238,11 @@ class RecurrenceBackward:
         steps = len(saved)
         whole = (steps,) + self.shape
         stacked, apart = self.stacked is not None, not cell.grad_a_is_grad_b
-        grad_b_rows = np.empty(whole, self.dtype) if self.summed or (stacked and not apart) else None
-        grad_a_rows = np.empty(whole, self.dtype) if stacked and apart else None  # the GRU's [∂L/∂aₜ]
+        grad_b_rows = grad_a_rows = None
+        if self.summed or (stacked and not apart):
+            grad_b_rows = self.grad_b_buffer.take(whole, self.dtype)
+        if stacked and apart:  # the GRU's [∂L/∂aₜ]
+            grad_a_rows = self.grad_a_buffer.take(whole, self.dtype)
         outside = [[None if s is None else env[s] for s in grads] for grads in self.grad_outputs]
         if self.unbound is not None:
             G = env[self.unbound]

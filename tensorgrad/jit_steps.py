@@ -20,6 +20,7 @@ the first replay; the other steps' lines call ``run``.
 
 import numpy as np
 
+from tensorgrad.jit_buffers import Buffer
 from tensorgrad.jit_code import store
 
 
@@ -197,12 +198,14 @@ class Cast:
 
 
 class Empty:
-    """A new array for steps to fill (the ∂L/∂bₜ of a sequence's cells, see WeightGradient)."""
+    """An array for steps to fill (the ∂L/∂bₜ of a sequence's cells, see WeightGradient), the
+    same from call to call while nobody holds it (:class:`~tensorgrad.jit_buffers.Buffer`)."""
 
-    __slots__ = ("to", "shape", "dtype")
+    __slots__ = ("to", "shape", "dtype", "buffer")
 
     def __init__(self, to, shape, dtype):
         self.to, self.shape, self.dtype = to, shape, dtype
+        self.buffer = Buffer()
 
     def reads(self):
         return ()
@@ -211,7 +214,7 @@ class Empty:
         return (self.to,)
 
     def run(self, env, frames):
-        env[self.to] = np.empty(self.shape, self.dtype)
+        env[self.to] = self.buffer.take(self.shape, self.dtype)
 
     def __repr__(self):
         return f"s{self.to} = empty({self.shape}, {self.dtype})"
@@ -223,7 +226,8 @@ class Zeros(Empty):
     __slots__ = ()
 
     def run(self, env, frames):
-        env[self.to] = np.zeros(self.shape, self.dtype)
+        zeros = env[self.to] = self.buffer.take(self.shape, self.dtype)
+        zeros.fill(0)
 
     def __repr__(self):
         return f"s{self.to} = zeros({self.shape}, {self.dtype})"

@@ -5,6 +5,7 @@ import sys
 import threading
 import tracemalloc
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -771,6 +772,75 @@ def test_overlapping_replays_keep_their_own_arrays():
     for a, b in zip(expected[0] + expected[1], g_first + g_second, strict=True):
         np.testing.assert_array_equal(a, b)
     assert first.data == expected[2] and second.data == expected[3]
+
+
+def cell_loop(cell, W, b, h0):
+    """The states h₁ … h_T, stacked, of ``cell`` run over the rows of the input side a."""
+    def outputs(a):
+        hs, h = [], h0
+        for a_t in F.unbind(a):
+            h = cell(a_t, h, W, b)
+            hs.append(h)
+        return F.stack(hs)
+
+    return outputs
+
+
+def hidden_side(gates, rng, hidden=4):
+    W, b = (tg.Variable(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
+            for shape in ((gates * hidden, hidden), (gates * hidden,)))
+    return W, b, np.zeros((2, hidden), np.float32)
+
+
+@pytest.mark.parametrize("cell, gates", [(F.rnn_cell, 1), (F.gru_cell, 3)], ids=["rnn", "gru"])
+def test_a_replay_fills_the_arrays_of_the_last_call_once_nothing_holds_them(cell, gates, rng):
+    """A recurrence's rows hₜ (the output is a view of them) and ∂L/∂aₜ (what the input's gradient
+    is copied from): the same arrays at every replay once the last one's results are dropped."""
+    W, b, h0 = hidden_side(gates, rng)
+    outputs = cell_loop(cell, W, b, h0)
+    jitted = tg.jit(outputs)
+
+    def run(fn, a):
+        a = tg.Variable(a, requires_grad=True)
+        W.grad = b.grad = None
+        out = fn(a)
+        (out * out).sum().backward()
+        return out.data, a.grad.data, W.grad.data, b.grad.data
+
+    previous = None
+    for call in range(4):
+        a = rng.standard_normal((5, 2, gates * 4)).astype(np.float32)
+        got = run(jitted, a)
+        for x, y in zip(run(outputs, a), got, strict=True):
+            np.testing.assert_array_equal(x, y)
+        if call >= 1:  # a replay (the first call is the eager trace)
+            (backward,) = [s for s in jitted.plan.backward if type(s).__name__ == "RecurrenceBackward"]
+            grad_a_rows = (backward.grad_a_buffer if gates == 3 else backward.grad_b_buffer).array
+            np.testing.assert_array_equal(grad_a_rows, got[1])  # this call's ∂L/∂aₜ were written there
+            arrays = (got[0].base, grad_a_rows)
+            if call >= 2:
+                assert all(x is ref() for x, ref in zip(arrays, previous, strict=True))
+            previous = [weakref.ref(x) for x in arrays]
+            del arrays, grad_a_rows
+        del got
+    assert recurrences(jitted.plan) == 1
+
+
+def test_a_replay_never_writes_into_an_array_the_caller_still_holds(rng):
+    """An output that is a view of a recurrence's rows hₜ, and an input gradient that is its
+    rows ∂L/∂aₜ, kept by the caller, keep their values through the next calls."""
+    outputs = cell_loop(F.rnn_cell, *hidden_side(1, rng))
+    for fn in (outputs, tg.jit(outputs)):
+        held = []
+        for _ in range(4):
+            a = tg.Variable(rng.standard_normal((5, 2, 4)).astype(np.float32), requires_grad=True)
+            out = fn(a)
+            (out * out).sum().backward()
+            held.append((out, a.grad, out.data.copy(), a.grad.data.copy()))
+        for out, grad, out_then, grad_then in held:
+            np.testing.assert_array_equal(out.data, out_then)
+            np.testing.assert_array_equal(grad.data, grad_then)
+    assert recurrences(fn.plan) == 1
 
 
 @pytest.mark.parametrize("convert", [lambda v: v.item(), float, int, bool],
