@@ -247,6 +247,11 @@ class FusedLSTMCell(_FusedCell):
         ∂L/∂zᵢ = δc ⊙ g ⊙ i(1 - i),   ∂L/∂z_f = δc ⊙ c ⊙ f(1 - f),
         ∂L/∂z_g = δc ⊙ i ⊙ (1 - g²),  ∂L/∂z_o = ∂L/∂h' ⊙ tanh(c') ⊙ o(1 - o),
         ∂L/∂a = ∂L/∂b = ∂L/∂z,        ∂L/∂c = δc ⊙ f
+
+    Both directions work on the four blocks at once where they can: σ over all of z (its g
+    block unused), and ∂L/∂z = [δc ⊙ g, δc ⊙ c, δc ⊙ i, ∂L/∂h' ⊙ tanh(c')] ⊙ [σ'(zᵢ), σ'(z_f),
+    1 - g², σ'(z_o)] with σ' = σ(1 - σ): a step is then a few NumPy calls on wide arrays, not
+    many on narrow ones (the same products, so the same values).
     """
 
     op = "lstm_cell"
@@ -260,23 +265,28 @@ class FusedLSTMCell(_FusedCell):
         return outputs
 
     def gates(self, a, b, h, c, out=None):
-        H = c.shape[-1]
         z = _add_into(a, b)
-        i, f = _slices(sigmoid_array(z[..., :2 * H]), 2)
-        g = np.tanh(z[..., 2 * H:3 * H])
-        o = sigmoid_array(z[..., 3 * H:])
+        g = np.tanh(_slices(z, 4)[2])
+        sigma = sigmoid_array(z, out=z)  # [i, f, σ(z_g), o]: σ(z_g) is not used
+        i, f, _, o = _slices(sigma, 4)
         c_next = f * c + i * g
         tanh_c_next = np.tanh(c_next)
-        return (np.multiply(o, tanh_c_next, out=out), c_next), (i, f, g, o, tanh_c_next, c)
+        return (np.multiply(o, tanh_c_next, out=out), c_next), (sigma, g, tanh_c_next, c)
 
     def gates_backward(self, saved, grad_z, grad_h_next, grad_c_next):
-        i, f, g, o, tanh_c_next, c = saved
+        sigma, g, tanh_c_next, c = saved
+        i, f, _, o = _slices(sigma, 4)
         delta_c = grad_c_next + grad_h_next * o * (1 - tanh_c_next * tanh_c_next)
         grad_z_i, grad_z_f, grad_z_g, grad_z_o = _slices(grad_z, 4)
-        np.multiply(delta_c * g, i * (1 - i), out=grad_z_i)
-        np.multiply(delta_c * c, f * (1 - f), out=grad_z_f)
-        np.multiply(delta_c * i, 1 - g * g, out=grad_z_g)
-        np.multiply(grad_h_next * tanh_c_next, o * (1 - o), out=grad_z_o)
+        np.multiply(delta_c, g, out=grad_z_i)
+        np.multiply(delta_c, c, out=grad_z_f)
+        np.multiply(delta_c, i, out=grad_z_g)
+        np.multiply(grad_h_next, tanh_c_next, out=grad_z_o)
+        derivative = _sigmoid_derivative(sigma)
+        one_minus_g2 = _slices(derivative, 4)[2]
+        np.multiply(g, g, out=one_minus_g2)
+        np.subtract(1, one_minus_g2, out=one_minus_g2)
+        grad_z *= derivative
         return grad_z, None, delta_c * f
 
 
@@ -307,20 +317,32 @@ class FusedGRUCell(_FusedCell):
     def gates(self, a, b, h, out=None):
         H = h.shape[-1]
         b_n = b[..., 2 * H:]
-        r, z = _slices(sigmoid_array(_add_into(a[..., :2 * H], b[..., :2 * H])), 2)
+        sigma = sigmoid_array(_add_into(a[..., :2 * H], b[..., :2 * H]))  # [r, z]
+        r, z = _slices(sigma, 2)
         n = np.tanh(a[..., 2 * H:] + r * b_n)
-        return (np.add(n, z * (h - n), out=out),), (r, z, n, b_n, h)  # h' = (1 - z) ⊙ n + z ⊙ h
+        return (np.add(n, z * (h - n), out=out),), (sigma, n, b_n, h)  # h' = (1 - z) ⊙ n + z ⊙ h
 
     def gates_backward(self, saved, grad_b, grad_h_next):
-        r, z, n, b_n, h = saved
+        sigma, n, b_n, h = saved
+        r, z = _slices(sigma, 2)
+        H = h.shape[-1]
         grad_a = np.empty_like(grad_b)
         grad_a_r, grad_a_z, delta_n = _slices(grad_a, 3)
         np.multiply(grad_h_next * (1 - z), 1 - n * n, out=delta_n)
-        np.multiply(grad_h_next * (h - n), z * (1 - z), out=grad_a_z)
-        np.multiply(delta_n * b_n, r * (1 - r), out=grad_a_r)
+        # [∂L/∂aᵣ, ∂L/∂a_z] = [δn ⊙ bₙ, ∂L/∂h' ⊙ (h - n)] ⊙ σ'([aᵣ + bᵣ, a_z + b_z]), in one product
+        np.multiply(delta_n, b_n, out=grad_a_r)
+        np.multiply(grad_h_next, h - n, out=grad_a_z)
+        grad_a[..., :2 * H] *= _sigmoid_derivative(sigma)
         grad_b[...] = grad_a
         _slices(grad_b, 3)[2][...] = delta_n * r
         return grad_a, grad_h_next * z
+
+
+def _sigmoid_derivative(sigma):
+    """σ'(x) = σ(x)(1 - σ(x)), from σ(x)."""
+    derivative = 1 - sigma
+    derivative *= sigma
+    return derivative
 
 
 # ----------------------------------------------------------------------------- public functions
