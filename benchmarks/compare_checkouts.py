@@ -6,14 +6,15 @@
 
 ``--engine``: train_step.py's ``tensorgrad`` engine (eager, the default) or its ``jit`` engine.
 
-Two versions of ``tensorgrad`` cannot be imported into one process, so each checkout runs
-in a child process of its own (its ``tensorgrad``, ``nn`` and ``benchmarks/train_step.py``),
-started once per row and kept waiting on a pipe (``step_children.py``); the children take one
-training step in turn, the order alternating every round, so that a drift in the machine's
-speed reaches both alike. The table gives each checkout's median milliseconds per step and the median of the
-per-round ratios (this checkout / the other), and the largest difference between the two
-checkouts' losses at the same step (both start from the same weights and see the same data),
-and each one's median minor page faults per step (memory taken fresh from the system).
+Two versions of ``tensorgrad`` cannot be imported into one process, so each checkout runs in a
+child process of its own (its ``tensorgrad``, ``nn`` and ``benchmarks/train_step.py``), started
+once per row and kept waiting on a pipe (``step_children.py``); the children take a burst of
+training steps in turn (the same number each), the order alternating every round, so that a
+drift in the machine's speed reaches both alike. The table gives each checkout's median
+milliseconds per step and the median of the per-round ratios (this checkout / the other), and
+the largest difference between the two checkouts' losses at the same step (the last of each
+burst; both start from the same weights and see the same data), and each one's median minor
+page faults per step (memory taken fresh from the system).
 """
 
 import argparse

@@ -16,24 +16,26 @@ The engines start from the same weights and see the same data:
   ``cross_entropy``, ``clip_grad_norm_``, ``torch.optim.Adam``;
 - ``numpy_bptt.py``: the forward pass and BPTT written by hand in NumPy.
 
-The machine may be shared and its speed may drift, so the engines run in alternation (the
-order rotating every round) and the table gives medians and, for the ratios, the median of the
-per-round ratios. Each engine runs in a child process of its own (``step_children.py``), kept
-for the whole row and asked over a pipe for one step at a time, and the next engine is asked
-only once the last one's process is idle. Without that wait, in one process or in several, the
-threads of one engine (OpenBLAS's idle workers spin for about 0.1 s after a step) ran beside
-the next engine's step: in one process, with 2 threads on 2 CPUs, PyTorch's steps came out
-2–5× slower than with 1. Each child builds its engine from the same weights and batch, sets
-its threads (threadpoolctl for NumPy's BLAS, ``torch.set_num_threads`` for PyTorch) and takes
-two warm-up steps; its own malloc heap makes its page faults its own. Each engine's page
-faults per step are counted beside its time: memory that glibc's malloc gave back to the
-system and takes again costs a fault per 4 KB page, which on a virtual machine can be a tenth
-of a training step. ``--keep-freed-memory`` runs with malloc keeping freed memory, so that
-the engines are compared on their work alone. Peak memory is measured in child processes too,
-over the first three steps of a new model (so the optimizer's state and whatever an engine
-keeps from step to step are included): the growth of the resident set (all engines; glibc is
-told to give large blocks back to the system at once, so that the peak shows) and, for the
-NumPy engines, the peak of NumPy's allocations under tracemalloc.
+The machine may be shared and its speed may drift, so the engines run in alternation (the order
+rotating every round) and the table gives medians and, for the ratios, the median of the per-
+round ratios. Each engine runs in a child process of its own (``step_children.py``), kept for
+the whole row and asked over a pipe for a burst of steps back to back (one untimed, then as
+many as take the slowest engine about 0.1 s, the same number for all; their mean is the time),
+and the next engine is asked only once the last one's process is idle. Without that wait, in
+one process or in several, the threads of one engine (OpenBLAS's idle workers spin for about
+0.1 s after a step) ran beside the next engine's step: in one process, with 2 threads on 2
+CPUs, PyTorch's steps came out 2–5× slower than with 1. Each child builds its engine from the
+same weights and batch, sets its threads (threadpoolctl for NumPy's BLAS,
+``torch.set_num_threads`` for PyTorch) and takes two warm-up steps; its own malloc heap makes
+its page faults its own. Each engine's page faults per step are counted beside its time: memory
+that glibc's malloc gave back to the system and takes again costs a fault per 4 KB page, which
+on a virtual machine can be a tenth of a training step. ``--keep-freed-memory`` runs with
+malloc keeping freed memory, so that the engines are compared on their work alone. Peak memory
+is measured in child processes too, over the first three steps of a new model (so the
+optimizer's state and whatever an engine keeps from step to step are included): the growth of
+the resident set (all engines; glibc is told to give large blocks back to the system at once,
+so that the peak shows) and, for the NumPy engines, the peak of NumPy's allocations under
+tracemalloc.
 
 Then inference: a no_grad forward over a sequence (tokens/s), sampling one character at a
 time (characters/s), and a check that memory under no_grad does not grow with the length.
