@@ -11,7 +11,8 @@ The engines start from the same weights and see the same data:
 - tensorgrad: ``nn.CharRNN``, ``nn.softmax_cross_entropy``, ``loss.backward()``,
   ``nn.clip_grad_norm``, ``nn.optim.Adam``, run eagerly (``tensorgrad train --no-jit``);
 - tensorgrad jit: the same, with the forward and the loss a replayed plan (``tg.jit``,
-  its weight gradients over all steps in one matmul: ``sum_weight_gradients=True``);
+  its weight gradients over all steps in one matmul: ``sum_weight_gradients=True``), and
+  for inference the model's forward one;
 - PyTorch (when installed): ``torch.nn.Embedding``, ``RNN``/``LSTM``/``GRU``, ``Linear``,
   ``cross_entropy``, ``clip_grad_norm_``, ``torch.optim.Adam``;
 - ``numpy_bptt.py``: the forward pass and BPTT written by hand in NumPy.
@@ -107,6 +108,12 @@ class TensorgradJitLM(TensorgradLM):
     def __init__(self, params, mode):
         super().__init__(params, mode)
         self.window_loss = tg.jit(self._window_loss, sum_weight_gradients=True)
+        self.model_forward = tg.jit(self.model.forward)
+
+    def forward(self, ids, state=None):
+        with tg.no_grad():
+            logits, state = self.model_forward(ids, state)
+        return logits.data, state
 
     def _window_loss(self, ids, targets):
         logits, _ = self.model(ids)
