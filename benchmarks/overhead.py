@@ -4,8 +4,9 @@
 
 1. A chain of tiny ops (alternating mul, add, tanh on 4×4 float32, the other operand of mul
    and add a constant): forward and backward time per op, in µs, for tensorgrad eager, the
-   same chain replayed by ``tg.jit`` (traced once before timing) and PyTorch (one thread),
-   measured in alternation so that all see the same machine load. The best of
+   same chain replayed by ``tg.jit`` (traced once before timing), PyTorch (one thread) and
+   the chain written by hand in NumPy (its backward too: the floor of one NumPy call per
+   array operation), measured in alternation so that all see the same machine load. The best of
    ``--repeats`` runs is reported (the least disturbed one), with the median beside it.
 2. Backward time of graphs of 10⁴ and 10⁵ nodes, a chain and a fan-in (one leaf feeding N
    products that one stack collects), to show that backward grows linearly with the graph.
@@ -73,6 +74,34 @@ def chain_torch(n_ops, rng):
     return timed_chain(x, torch.tensor(rng.random((4, 4), dtype=np.float32)), torch.tanh, n_ops)
 
 
+def chain_numpy(n_ops, rng):
+    """The chain and its backward as NumPy calls, keeping what backward needs (the tanh outputs):
+    ∂(y c)/∂y = c, ∂(y + c)/∂y = 1, ∂tanh(y)/∂y = 1 - tanh²(y)."""
+    x = rng.random((4, 4), dtype=np.float32)
+    c = rng.random((4, 4), dtype=np.float32)
+    start = time.perf_counter()
+    y, tanh_outputs = x, []
+    for i in range(n_ops):
+        if i % 3 == 0:
+            y = y * c
+        elif i % 3 == 1:
+            y = y + c
+        else:
+            y = np.tanh(y)
+            tanh_outputs.append(y)
+    y.sum()
+    middle = time.perf_counter()
+    grad = np.ones_like(y)
+    for i in reversed(range(n_ops)):
+        if i % 3 == 0:
+            grad = grad * c
+        elif i % 3 == 2:
+            t = tanh_outputs.pop()
+            grad = grad * (1 - t * t)
+    end = time.perf_counter()
+    return middle - start, end - middle
+
+
 def chain_graph(n_nodes):
     """A chain of ``n_nodes`` Functions on a scalar, and its leaf."""
     x = tg.Variable(np.float64(1.0))
@@ -121,6 +150,7 @@ def main():
     engines = {"tensorgrad": chain_tensorgrad, "jit": chain_jit}
     if torch is not None:
         engines["pytorch"] = chain_torch
+    engines["numpy"] = chain_numpy
     runs = {name: [] for name in engines}
     for run in engines.values():  # warm-up
         run(args.ops, rng)
@@ -142,6 +172,7 @@ def main():
     if torch is not None:
         print(f"ratio tensorgrad / pytorch (best total): {totals['tensorgrad'] / totals['pytorch']:.2f}, "
               f"jit / pytorch: {totals['jit'] / totals['pytorch']:.2f}")
+    print(f"ratio jit / numpy (best total): {totals['jit'] / totals['numpy']:.2f}")
 
     print("\nbackward time of large graphs (best of 5)")
     print(f"{'graph':<10}{'nodes':>10}{'seconds':>12}{'µs per node':>14}")
