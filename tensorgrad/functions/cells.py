@@ -248,8 +248,8 @@ class FusedLSTMCell(_FusedCell):
         ∂L/∂z_g = δc ⊙ i ⊙ (1 - g²),  ∂L/∂z_o = ∂L/∂h' ⊙ tanh(c') ⊙ o(1 - o),
         ∂L/∂a = ∂L/∂b = ∂L/∂z,        ∂L/∂c = δc ⊙ f
 
-    Both directions work on the four blocks at once where they can: σ over all of z (its g
-    block unused), and ∂L/∂z = [δc ⊙ g, δc ⊙ c, δc ⊙ i, ∂L/∂h' ⊙ tanh(c')] ⊙ [σ'(zᵢ), σ'(z_f),
+    Both directions work on the four blocks at once where they can: σ over all of z (then
+    tanh in the g block), and ∂L/∂z = [δc ⊙ g, δc ⊙ c, δc ⊙ i, ∂L/∂h' ⊙ tanh(c')] ⊙ [σ'(zᵢ), σ'(z_f),
     1 - g², σ'(z_o)] with σ' = σ(1 - σ): a step is then a few NumPy calls on wide arrays, not
     many on narrow ones (the same products, so the same values).
     """
@@ -266,23 +266,25 @@ class FusedLSTMCell(_FusedCell):
 
     def gates(self, a, b, h, c, out=None):
         z = _add_into(a, b)
-        g = np.tanh(_slices(z, 4)[2])
-        sigma = sigmoid_array(z, out=z)  # [i, f, σ(z_g), o]: σ(z_g) is not used
-        i, f, _, o = _slices(sigma, 4)
+        z_g = _slices(z, 4)[2]
+        g = np.tanh(z_g)
+        gates = sigmoid_array(z, out=z)  # σ of all four blocks, in z itself: then g in its own
+        z_g[...] = g
+        i, f, g, o = _slices(gates, 4)
         c_next = f * c + i * g
         tanh_c_next = np.tanh(c_next)
-        return (np.multiply(o, tanh_c_next, out=out), c_next), (sigma, g, tanh_c_next, c)
+        return (np.multiply(o, tanh_c_next, out=out), c_next), (gates, tanh_c_next, c)
 
     def gates_backward(self, saved, grad_z, grad_h_next, grad_c_next):
-        sigma, g, tanh_c_next, c = saved
-        i, f, _, o = _slices(sigma, 4)
+        gates, tanh_c_next, c = saved
+        i, f, g, o = _slices(gates, 4)
         delta_c = grad_c_next + grad_h_next * o * (1 - tanh_c_next * tanh_c_next)
         grad_z_i, grad_z_f, grad_z_g, grad_z_o = _slices(grad_z, 4)
         np.multiply(delta_c, g, out=grad_z_i)
         np.multiply(delta_c, c, out=grad_z_f)
         np.multiply(delta_c, i, out=grad_z_g)
         np.multiply(grad_h_next, tanh_c_next, out=grad_z_o)
-        derivative = _sigmoid_derivative(sigma)
+        derivative = _sigmoid_derivative(gates)  # the g block: 1 - g², written over σ'
         one_minus_g2 = _slices(derivative, 4)[2]
         np.multiply(g, g, out=one_minus_g2)
         np.subtract(1, one_minus_g2, out=one_minus_g2)
