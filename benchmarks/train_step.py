@@ -86,6 +86,7 @@ class TensorgradLM:
         self.model = CharRNN(VOCAB, hidden, 1, mode)
         self.model.load_state_dict(params)
         self.optimizer = Adam(self.model.parameters(), lr=LR)
+        self.model_forward = self.model  # inference; the jit engine replays a plan of it
 
     def step(self, ids, targets):
         logits, _ = self.model(ids)
@@ -98,7 +99,7 @@ class TensorgradLM:
 
     def forward(self, ids, state=None):
         with tg.no_grad():
-            logits, state = self.model(ids, state)
+            logits, state = self.model_forward(ids, state)
         return logits.data, state
 
 
@@ -109,11 +110,6 @@ class TensorgradJitLM(TensorgradLM):
         super().__init__(params, mode)
         self.window_loss = tg.jit(self._window_loss, sum_weight_gradients=True)
         self.model_forward = tg.jit(self.model.forward)
-
-    def forward(self, ids, state=None):
-        with tg.no_grad():
-            logits, state = self.model_forward(ids, state)
-        return logits.data, state
 
     def _window_loss(self, ids, targets):
         logits, _ = self.model(ids)

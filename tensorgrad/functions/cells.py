@@ -265,18 +265,18 @@ class FusedLSTMCell(_FusedCell):
         return outputs
 
     def gates(self, a, b, h, c, out=None):
-        z = _add_into(a, b)
-        z_g = _slices(z, 4)[2]
-        g = np.tanh(z_g)
-        gates = sigmoid_array(z, out=z)  # σ of all four blocks, in z itself: then g in its own
-        z_g[...] = g
+        gates = _add_into(a, b)  # z, made the activated gates [i, f, g, o] in place
         i, f, g, o = _slices(gates, 4)
+        tanh_z_g = np.tanh(g)
+        sigmoid_array(gates, out=gates)  # σ of all four blocks, then tanh(z_g) in the g block
+        g[...] = tanh_z_g
         c_next = f * c + i * g
         tanh_c_next = np.tanh(c_next)
         return (np.multiply(o, tanh_c_next, out=out), c_next), (gates, tanh_c_next, c)
 
     def gates_backward(self, saved, grad_z, grad_h_next, grad_c_next):
         gates, tanh_c_next, c = saved
+        H = c.shape[-1]
         i, f, g, o = _slices(gates, 4)
         delta_c = grad_c_next + grad_h_next * o * (1 - tanh_c_next * tanh_c_next)
         grad_z_i, grad_z_f, grad_z_g, grad_z_o = _slices(grad_z, 4)
@@ -285,7 +285,7 @@ class FusedLSTMCell(_FusedCell):
         np.multiply(delta_c, i, out=grad_z_g)
         np.multiply(grad_h_next, tanh_c_next, out=grad_z_o)
         derivative = _sigmoid_derivative(gates)  # the g block: 1 - g², written over σ'
-        one_minus_g2 = _slices(derivative, 4)[2]
+        one_minus_g2 = derivative[..., 2 * H:3 * H]
         np.multiply(g, g, out=one_minus_g2)
         np.subtract(1, one_minus_g2, out=one_minus_g2)
         grad_z *= derivative
