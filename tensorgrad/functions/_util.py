@@ -15,6 +15,22 @@ def result_dtype(*arrays):
     return first
 
 
+def one(dtype):
+    """The number 1 as a read-only 0-d array of ``dtype``, for the 1 of 1 - x and 1 + x.
+
+    NumPy turns a Python scalar operand into an array at every call, which costs about as much
+    as the operation itself on a (32, 64) array (0.3-0.5 µs); a 0-d array of the other
+    operand's dtype it takes as it is. The result is the same, bit for bit."""
+    unit = _ONES.get(dtype)
+    if unit is None:
+        unit = _ONES[dtype] = np.ones((), dtype)
+        unit.flags.writeable = False
+    return unit
+
+
+_ONES = {}  # dtype -> its one
+
+
 def sum_to_shape(array, shape):
     """Sum ``array`` over the axes that broadcasting added or stretched to reach ``shape``."""
     if array.shape == shape:

@@ -20,6 +20,7 @@ import numpy as np
 
 from tensorgrad.autograd import grad
 from tensorgrad.function import Function, ShapeError
+from tensorgrad.functions._util import one
 from tensorgrad.functions.arithmetic import linear
 from tensorgrad.functions.elementwise import relu, sigmoid, sigmoid_array, tanh
 from tensorgrad.functions.shape import split
@@ -229,7 +230,7 @@ class FusedRNNCell(_FusedCell):
     def gates_backward(self, h_next, grad_z, grad_h_next):
         if self.nonlinearity == "tanh":  # (1 - h'²) ⊙ ∂L/∂h', in the one array
             np.multiply(h_next, h_next, out=grad_z)
-            np.subtract(1, grad_z, out=grad_z)
+            np.subtract(one(grad_z.dtype), grad_z, out=grad_z)
             grad_z *= grad_h_next
         else:
             np.multiply(grad_h_next, h_next > 0, out=grad_z)
@@ -278,7 +279,7 @@ class FusedLSTMCell(_FusedCell):
         gates, tanh_c_next, c = saved
         H = c.shape[-1]
         i, f, g, o = _slices(gates, 4)
-        delta_c = grad_c_next + grad_h_next * o * (1 - tanh_c_next * tanh_c_next)
+        delta_c = grad_c_next + grad_h_next * o * (one(c.dtype) - tanh_c_next * tanh_c_next)
         grad_z_i, grad_z_f, grad_z_g, grad_z_o = _slices(grad_z, 4)
         np.multiply(delta_c, g, out=grad_z_i)
         np.multiply(delta_c, c, out=grad_z_f)
@@ -287,7 +288,7 @@ class FusedLSTMCell(_FusedCell):
         derivative = _sigmoid_derivative(gates)  # the g block: 1 - g², written over σ'
         one_minus_g2 = derivative[..., 2 * H:3 * H]
         np.multiply(g, g, out=one_minus_g2)
-        np.subtract(1, one_minus_g2, out=one_minus_g2)
+        np.subtract(one(g.dtype), one_minus_g2, out=one_minus_g2)
         grad_z *= derivative
         return grad_z, None, delta_c * f
 
@@ -330,7 +331,8 @@ class FusedGRUCell(_FusedCell):
         H = h.shape[-1]
         grad_a = np.empty_like(grad_b)
         grad_a_r, grad_a_z, delta_n = _slices(grad_a, 3)
-        np.multiply(grad_h_next * (1 - z), 1 - n * n, out=delta_n)
+        unit = one(n.dtype)
+        np.multiply(grad_h_next * (unit - z), unit - n * n, out=delta_n)
         # [∂L/∂aᵣ, ∂L/∂a_z] = [δn ⊙ bₙ, ∂L/∂h' ⊙ (h - n)] ⊙ σ'([aᵣ + bᵣ, a_z + b_z]), in one product
         np.multiply(delta_n, b_n, out=grad_a_r)
         np.multiply(grad_h_next, h - n, out=grad_a_z)
@@ -342,7 +344,7 @@ class FusedGRUCell(_FusedCell):
 
 def _sigmoid_derivative(sigma):
     """σ'(x) = σ(x)(1 - σ(x)), from σ(x)."""
-    derivative = 1 - sigma
+    derivative = one(sigma.dtype) - sigma
     derivative *= sigma
     return derivative
 

@@ -8,7 +8,7 @@ function's output where that is cheaper (exp, sqrt, tanh, sigmoid).
 import numpy as np
 
 from tensorgrad.function import Function, ShapeError
-from tensorgrad.functions._util import operands
+from tensorgrad.functions._util import one, operands
 from tensorgrad.functions.shape import sum_to
 from tensorgrad.variable import data_of
 
@@ -70,7 +70,7 @@ class TanhGrad(Function):
     op = "tanh_grad"
 
     def forward(self, gy, y):
-        return gy * (1 - y * y)
+        return gy * (one(y.dtype) - y * y)
 
     def backward(self, ggx):
         gy, y = self.inputs
@@ -104,7 +104,7 @@ def sigmoid_array(x, out=None):
     e = np.negative(x, out=np.empty_like(x) if out is None else out)  # an array even for 0-d x
     with np.errstate(over="ignore"):
         np.exp(e, out=e)
-    e += 1
+    e += one(e.dtype)
     return np.reciprocal(e, out=e)
 
 
@@ -117,7 +117,7 @@ class SigmoidGrad(Function):
     op = "sigmoid_grad"
 
     def forward(self, gy, y):
-        return gy * y * (1 - y)
+        return gy * y * (one(y.dtype) - y)
 
     def backward(self, ggx):
         gy, y = self.inputs

@@ -144,3 +144,16 @@ def test_astype_casts_the_gradient_back():
     (y * np.arange(3.0)).sum().backward()
     assert x.grad.dtype == f32
     np.testing.assert_array_equal(x.grad.data, [0.0, 1.0, 2.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_the_one_of_one_minus_x_is_a_read_only_0d_array_of_the_dtype_giving_python_ones_bits(dtype):
+    from tensorgrad.functions._util import one
+
+    x = np.linspace(-3, 3, 7, dtype=dtype)
+    unit = one(np.dtype(dtype))
+    assert unit.shape == () and unit.dtype == dtype and one(np.dtype(dtype)) is unit
+    assert not unit.flags.writeable
+    for result, expected in [(unit - x * x, 1 - x * x), (x + unit, x + 1)]:
+        assert result.dtype == dtype
+        np.testing.assert_array_equal(result, expected, strict=True)
