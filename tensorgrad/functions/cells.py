@@ -279,7 +279,8 @@ class FusedLSTMCell(_FusedCell):
         gates, tanh_c_next, c = saved
         H = c.shape[-1]
         i, f, g, o = _slices(gates, 4)
-        delta_c = grad_c_next + grad_h_next * o * (one(c.dtype) - tanh_c_next * tanh_c_next)
+        unit = one(c.dtype)
+        delta_c = grad_c_next + grad_h_next * o * (unit - tanh_c_next * tanh_c_next)
         grad_z_i, grad_z_f, grad_z_g, grad_z_o = _slices(grad_z, 4)
         np.multiply(delta_c, g, out=grad_z_i)
         np.multiply(delta_c, c, out=grad_z_f)
@@ -288,7 +289,7 @@ class FusedLSTMCell(_FusedCell):
         derivative = _sigmoid_derivative(gates)  # the g block: 1 - g², written over σ'
         one_minus_g2 = derivative[..., 2 * H:3 * H]
         np.multiply(g, g, out=one_minus_g2)
-        np.subtract(one(g.dtype), one_minus_g2, out=one_minus_g2)
+        np.subtract(unit, one_minus_g2, out=one_minus_g2)
         grad_z *= derivative
         return grad_z, None, delta_c * f
 
